@@ -1,0 +1,124 @@
+"""One set of handlers renders every error, from any layer, as RFC 9457 problem+json."""
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from crud.errors import CatalogError
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+RETRY_AFTER_SECONDS = 2
+
+logger = logging.getLogger("catalog.errors")
+
+
+def problem(
+    request: Request,
+    status: int,
+    detail: str,
+    *,
+    type_: str = "about:blank",
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body = {
+        "type": type_,
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+        **extra,
+    }
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
+
+
+def _describe(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+    return problem(request, exc.status_code, detail, headers=exc.headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    for error in errors:
+        if error["type"] == "json_invalid":
+            reason = error.get("ctx", {}).get("error", "invalid JSON")
+            return problem(
+                request,
+                HTTPStatus.BAD_REQUEST,
+                f"The request body is not valid JSON: {reason} at position {error['loc'][-1]}",
+            )
+    issues = [
+        {"loc": list(error["loc"]), "msg": error["msg"], "type": error["type"]} for error in errors
+    ]
+    first = errors[0]
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return problem(
+        request,
+        HTTPStatus.UNPROCESSABLE_ENTITY,
+        f"{_describe(first['loc'])}: {first['msg']}{more}",
+        errors=issues,
+    )
+
+
+async def _catalog_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, CatalogError)
+    return problem(request, exc.status, exc.detail, type_=exc.type, **exc.extra)
+
+
+def _database_unavailable(request: Request) -> JSONResponse:
+    return problem(
+        request,
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        "The database is unavailable; try again shortly",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    # The database's own words can hold SQL and data: they go to the log, never to the client.
+    if isinstance(exc, sa_exc.TimeoutError):
+        logger.warning("connection pool exhausted on %s %s", request.method, request.url.path)
+        return _database_unavailable(request)
+    assert isinstance(exc, sa_exc.DBAPIError)
+    if exc.connection_invalidated or isinstance(
+        exc, sa_exc.OperationalError | sa_exc.InterfaceError
+    ):
+        logger.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+        return _database_unavailable(request)
+    if isinstance(exc, sa_exc.DataError):
+        logger.info("value rejected by the database: %s", exc)
+        return problem(
+            request,
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            "A value is outside what the database can store",
+        )
+    if isinstance(exc, sa_exc.IntegrityError):
+        logger.info("constraint violation: %s", exc)
+        return problem(request, HTTPStatus.CONFLICT, "The change conflicts with existing data")
+    return await _unexpected_error(request, exc)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem(request, HTTPStatus.INTERNAL_SERVER_ERROR, "An unexpected error occurred")
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(CatalogError, _catalog_error)
+    app.add_exception_handler(sa_exc.DBAPIError, _database_error)
+    app.add_exception_handler(sa_exc.TimeoutError, _database_error)
+    app.add_exception_handler(Exception, _unexpected_error)

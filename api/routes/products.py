@@ -1,0 +1,94 @@
+"""`/products`: HTTP in, crud call, HTTP out. No SQL here."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request, Response
+from pydantic import TypeAdapter
+
+import crud.products as crud
+from dependencies.conditional import IfMatch, IfNoneMatch, etag_for, none_match_hits
+from dependencies.database import SessionDep
+from models import Product
+from schemas.product import INT4_MAX, ProductCreate, ProductRead, ProductUpdate
+
+router = APIRouter(prefix="/products", tags=["products"])
+
+ProductId = Annotated[int, Path(ge=1, le=INT4_MAX, description="The product's id.")]
+_products_json = TypeAdapter(list[ProductRead])
+
+
+def _product_response(
+    product: Product, *, status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    # Serialise once, straight to bytes: returning a Response skips FastAPI's re-validation.
+    body = ProductRead.model_validate(product).model_dump_json()
+    return Response(
+        body,
+        status_code=status_code,
+        media_type="application/json",
+        headers={"ETag": etag_for(product.version), **(headers or {})},
+    )
+
+
+@router.post("", status_code=201, response_model=ProductRead)
+def create_product(payload: ProductCreate, db: SessionDep, request: Request) -> Response:
+    """Create a product."""
+    product = crud.create_product(db, values=payload.model_dump())
+    location = request.app.url_path_for("read_product", product_id=str(product.id))
+    return _product_response(product, status_code=201, headers={"Location": location})
+
+
+@router.get("", response_model=list[ProductRead])
+def list_products(
+    db: SessionDep,
+    skip: Annotated[int, Query(ge=0, le=INT4_MAX, description="Rows to skip.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Page size.")] = 100,
+) -> Response:
+    """List products, ordered by id."""
+    products = crud.list_products(db, skip=skip, limit=limit)
+    total = crud.count_products(db)
+    return Response(
+        _products_json.dump_json(_products_json.validate_python(products, from_attributes=True)),
+        media_type="application/json",
+        headers={"X-Total-Count": str(total)},
+    )
+
+
+@router.get("/{product_id}", response_model=ProductRead)
+def read_product(product_id: ProductId, db: SessionDep, if_none_match: IfNoneMatch) -> Response:
+    """Read one product."""
+    product = crud.get_product(db, product_id)
+    if none_match_hits(if_none_match, product.version):
+        return Response(status_code=304, headers={"ETag": etag_for(product.version)})
+    return _product_response(product)
+
+
+def _update(
+    db: SessionDep, product_id: int, payload: ProductUpdate, if_match: frozenset[int] | None
+) -> Response:
+    changes: dict[str, Any] = payload.model_dump(exclude_unset=True)
+    product = crud.update_product(db, product_id, changes=changes, expected_versions=if_match)
+    return _product_response(product)
+
+
+@router.put("/{product_id}", response_model=ProductRead)
+def replace_product(
+    product_id: ProductId, payload: ProductUpdate, db: SessionDep, if_match: IfMatch
+) -> Response:
+    """Update a product: only the fields sent change."""
+    return _update(db, product_id, payload, if_match)
+
+
+@router.patch("/{product_id}", response_model=ProductRead)
+def patch_product(
+    product_id: ProductId, payload: ProductUpdate, db: SessionDep, if_match: IfMatch
+) -> Response:
+    """Update a product with a JSON merge patch."""
+    return _update(db, product_id, payload, if_match)
+
+
+@router.delete("/{product_id}", status_code=204)
+def delete_product(product_id: ProductId, db: SessionDep, if_match: IfMatch) -> Response:
+    """Delete a product."""
+    crud.delete_product(db, product_id, expected_versions=if_match)
+    return Response(status_code=204)

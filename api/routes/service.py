@@ -1,0 +1,39 @@
+"""Service-level endpoints: the index, liveness and readiness."""
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from sqlalchemy import text
+
+from dependencies.database import SessionDep
+
+router = APIRouter(tags=["service"])
+
+
+@router.get("/")
+def index(request: Request) -> dict[str, Any]:
+    """Name, version and where to go next."""
+    return {
+        "name": request.app.title,
+        "version": request.app.version,
+        "links": {
+            "docs": "/docs",
+            "redoc": "/redoc",
+            "openapi": "/openapi.json",
+            "products": "/products",
+            "health": "/health",
+        },
+    }
+
+
+@router.get("/health")
+def health() -> dict[str, str]:
+    """Liveness: the process answers. Never touches the database."""
+    return {"status": "healthy"}
+
+
+@router.get("/health/ready")
+def ready(db: SessionDep) -> dict[str, str]:
+    """Readiness: 200 only when the database answers, 503 otherwise."""
+    db.execute(text("SELECT 1"))
+    return {"status": "ready"}

@@ -1,0 +1,75 @@
+"""Settings: every knob the service reads from the environment (and `.env`), in one place."""
+
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+PROJECT_DIR = Path(__file__).resolve().parent
+DEFAULT_DATABASE_URL = f"sqlite:///{PROJECT_DIR / 'catalog.db'}"
+
+# URLs pasted from hosting providers say `postgres://` or `postgresql://`; SQLAlchemy 2.1 maps the
+# latter to psycopg 3, so both are pinned to psycopg2, the driver this service ships with.
+_PSYCOPG2_ALIASES = {"postgres", "postgresql"}
+
+
+def normalize_database_url(raw: str) -> str:
+    """Parse a database URL, pin PostgreSQL to psycopg2, and fail with one readable sentence."""
+    try:
+        url = make_url(raw.strip())
+    except ArgumentError:
+        raise ValueError(
+            "is not a database URL (expected e.g. postgresql://user:password@host:5432/dbname"
+            " or sqlite:///./catalog.db)"
+        ) from None
+    if url.drivername in _PSYCOPG2_ALIASES:
+        url = url.set(drivername="postgresql+psycopg2")
+    try:
+        url.get_dialect()
+    except NoSuchModuleError:
+        raise ValueError(f"names an unknown database driver {url.drivername!r}") from None
+    return url.render_as_string(hide_password=False)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    database_url: str = DEFAULT_DATABASE_URL
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=0, ge=0)
+    db_pool_timeout: float = Field(default=5.0, gt=0)
+    db_pool_recycle: int = Field(default=1800, ge=-1)
+    db_connect_timeout: int = Field(default=5, ge=1)
+    db_echo: bool = False
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalize_database_url(cls, value: str) -> str:
+        return normalize_database_url(value)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lowercase_log_level(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings; a bad value stops start-up with one line, not a traceback."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']).upper()} {error['msg']}"
+            for error in exc.errors(include_url=False, include_input=False)
+        )
+        sys.exit(f"catalog: invalid configuration: {problems}")

@@ -1,0 +1,1 @@
+"""FastAPI dependencies: how a request gets its database session and its preconditions."""

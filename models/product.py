@@ -1,0 +1,44 @@
+"""Step 3 of the guide: the `products` table."""
+
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import CheckConstraint, DateTime, Index, Numeric, String, func
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base
+
+SKU_MAX_LENGTH = 64
+NAME_MAX_LENGTH = 100
+DESCRIPTION_MAX_LENGTH = 500
+PRICE_PRECISION, PRICE_SCALE = 10, 2
+
+
+class Product(Base):
+    __tablename__ = "products"
+    __table_args__ = (
+        # The guide's composite index for "name, then price" lookups.
+        Index("ix_products_name_price", "name", "price"),
+        # The API validates these first; the database keeps them true whatever the client.
+        CheckConstraint("price > 0", name="price_positive"),
+        CheckConstraint("quantity >= 0", name="quantity_not_negative"),
+        CheckConstraint("version >= 1", name="version_positive"),
+    )
+    # INSERT ... RETURNING hands back the server-set columns in the same round trip.
+    __mapper_args__ = {"eager_defaults": True}
+
+    # A primary key is indexed already; the guide's `index=True` on it would add a duplicate.
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sku: Mapped[str | None] = mapped_column(String(SKU_MAX_LENGTH), unique=True)
+    name: Mapped[str] = mapped_column(String(NAME_MAX_LENGTH), index=True)
+    description: Mapped[str | None] = mapped_column(String(DESCRIPTION_MAX_LENGTH))
+    price: Mapped[Decimal] = mapped_column(Numeric(PRICE_PRECISION, PRICE_SCALE))
+    quantity: Mapped[int] = mapped_column(default=0, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+    # Optimistic concurrency: +1 on every write; the ETag is this number.
+    version: Mapped[int] = mapped_column(default=1, server_default="1")

@@ -1,0 +1,182 @@
+"""Product bodies: `ProductCreate` and `ProductUpdate` in, `ProductRead` out.
+
+Field limits mirror the columns of `models.product`, so bad input is a 422 before any SQL runs.
+"""
+
+import re
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from models.product import DESCRIPTION_MAX_LENGTH, NAME_MAX_LENGTH, SKU_MAX_LENGTH
+
+INT4_MAX = 2_147_483_647
+PRICE_MAX = Decimal("99999999.99")
+READ_ONLY_FIELDS = frozenset({"id", "version", "created_at", "updated_at"})
+
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _reject_control_characters(value: Any) -> Any:
+    if isinstance(value, str) and _CONTROL_CHARACTERS.search(value):
+        raise PydanticCustomError(
+            "string_control_characters", "String should not contain control characters"
+        )
+    return value
+
+
+def _reject_nul(value: Any) -> Any:
+    if isinstance(value, str) and "\x00" in value:
+        raise PydanticCustomError("string_nul", "String should not contain NUL characters")
+    return value
+
+
+def _require_json_number(value: Any) -> Any:
+    # pydantic would take "19.99" or true for a Decimal; the contract says a JSON number.
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        raise PydanticCustomError("number_type", "Input should be a number")
+    return value
+
+
+def _decimal_as_json_number(value: Decimal) -> float:
+    # At most 10 significant digits: the float's shortest repr is exactly the decimal's text,
+    # so 19.99 is written as 19.99 (a JSON number, not pydantic's default string).
+    return float(value)
+
+
+def _utc_rfc3339(value: datetime) -> str:
+    # SQLite hands timestamps back naive; they were written as UTC by CURRENT_TIMESTAMP.
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return value.isoformat().replace("+00:00", "Z")
+
+
+Sku = Annotated[
+    str,
+    StringConstraints(strict=True, pattern=r"^[A-Za-z0-9._-]{1,64}$", max_length=SKU_MAX_LENGTH),
+    Field(description="Stock-keeping unit, unique across products.", examples=["TSHIRT-RED-M"]),
+]
+Name = Annotated[
+    str,
+    BeforeValidator(_reject_control_characters),
+    StringConstraints(
+        strict=True, strip_whitespace=True, min_length=1, max_length=NAME_MAX_LENGTH
+    ),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": NAME_MAX_LENGTH,
+            "pattern": r"^[^\x00-\x1f\x7f-\x9f]*$",
+            "description": "Trimmed of surrounding whitespace; no control characters.",
+            "examples": ["Red T-shirt"],
+        }
+    ),
+]
+Description = Annotated[
+    str,
+    BeforeValidator(_reject_nul),
+    StringConstraints(strict=True, max_length=DESCRIPTION_MAX_LENGTH),
+    WithJsonSchema(
+        {"type": "string", "maxLength": DESCRIPTION_MAX_LENGTH, "pattern": r"^[^\x00]*$"}
+    ),
+]
+_PRICE_SCHEMA = {
+    "type": "number",
+    "exclusiveMinimum": 0,
+    "maximum": float(PRICE_MAX),
+    "multipleOf": 0.01,
+    "description": "Exact to the cent (at most 2 decimal places).",
+    "examples": [19.99],
+}
+Price = Annotated[
+    Decimal,
+    BeforeValidator(_require_json_number),
+    Field(max_digits=10, decimal_places=2, gt=0, le=PRICE_MAX, allow_inf_nan=False),
+    PlainSerializer(_decimal_as_json_number, return_type=float, when_used="json"),
+    WithJsonSchema(_PRICE_SCHEMA),
+]
+Quantity = Annotated[int, Field(strict=True, ge=0, le=INT4_MAX, examples=[10])]
+Timestamp = Annotated[
+    datetime,
+    PlainSerializer(_utc_rfc3339, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+
+
+class _ProductInput(BaseModel):
+    """Shared by create and update: unknown fields are errors, read-only fields are ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_read_only_fields(cls, data: Any) -> Any:
+        # A client may send back what it read; the server owns these, so they are ignored.
+        if isinstance(data, dict):
+            return {key: value for key, value in data.items() if key not in READ_ONLY_FIELDS}
+        return data
+
+
+class ProductCreate(_ProductInput):
+    model_config = ConfigDict(
+        title="ProductCreate",
+        json_schema_extra={
+            "examples": [
+                {
+                    "sku": "TSHIRT-RED-M",
+                    "name": "Red T-shirt",
+                    "description": "Cotton, medium",
+                    "price": 19.99,
+                    "quantity": 10,
+                }
+            ]
+        },
+    )
+
+    sku: Sku | None = None
+    name: Name
+    description: Description | None = None
+    price: Price
+    quantity: Quantity = 0
+
+
+class ProductUpdate(_ProductInput):
+    """Only the fields sent change; `null` clears `description`/`sku` and is refused elsewhere."""
+
+    model_config = ConfigDict(
+        title="ProductUpdate",
+        json_schema_extra={"examples": [{"price": 17.5, "quantity": 8}]},
+    )
+
+    # Required columns have no `| None`: an explicit null is a 422, leaving one out is fine.
+    sku: Sku | None = None
+    name: Name = Field(default=None)
+    description: Description | None = None
+    price: Price = Field(default=None)
+    quantity: Quantity = Field(default=None)
+
+
+class ProductRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True, title="Product")
+
+    id: int
+    sku: str | None
+    name: str
+    description: str | None
+    price: Price
+    quantity: int
+    created_at: Timestamp
+    updated_at: Timestamp
+    version: int
