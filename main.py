@@ -42,6 +42,4 @@ app.include_router(products.router)
 
 
 if __name__ == "__main__":
-    uvicorn.run(
-        "main:app", host=settings.host, port=settings.port, log_level=settings.log_level
-    )
+    uvicorn.run("main:app", host=settings.host, port=settings.port, log_level=settings.log_level)

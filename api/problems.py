@@ -1,6 +1,7 @@
 """One set of handlers renders every error, from any layer, as RFC 9457 problem+json."""
 
 import logging
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -24,7 +25,7 @@ def problem(
     detail: str,
     *,
     type_: str = "about:blank",
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
     **extra: Any,
 ) -> JSONResponse:
     body = {

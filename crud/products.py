@@ -88,10 +88,10 @@ def update_product(
     so of two writers holding the same ETag exactly one wins.
     """
     if not changes:
-        product = get_product(session, product_id)
-        if expected_versions is not None and product.version not in expected_versions:
-            raise StaleVersion(product_id, product.version)
-        return product
+        current = get_product(session, product_id)
+        if expected_versions is not None and current.version not in expected_versions:
+            raise StaleVersion(product_id, current.version)
+        return current
     statement = (
         update(Product)
         .where(Product.id == product_id)

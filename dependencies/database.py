@@ -1,6 +1,6 @@
 """Step 6 of the guide: one short session per request, always closed, rolled back on error."""
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Annotated
 
 from fastapi import Depends
@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from database.session import SessionLocal
 
 
-def get_database_session() -> Iterator[Session]:
+def get_database_session() -> Generator[Session, None, None]:
     """Yield a new session for this request; the tests swap it via `app.dependency_overrides`."""
     session = SessionLocal()
     try:

@@ -2,6 +2,7 @@
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Any, ClassVar
 
 from sqlalchemy import CheckConstraint, DateTime, Index, Numeric, String, func
 from sqlalchemy.orm import Mapped, mapped_column
@@ -25,7 +26,7 @@ class Product(Base):
         CheckConstraint("version >= 1", name="version_positive"),
     )
     # INSERT ... RETURNING hands back the server-set columns in the same round trip.
-    __mapper_args__ = {"eager_defaults": True}
+    __mapper_args__: ClassVar[dict[str, Any]] = {"eager_defaults": True}
 
     # A primary key is indexed already; the guide's `index=True` on it would add a duplicate.
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -34,9 +35,7 @@ class Product(Base):
     description: Mapped[str | None] = mapped_column(String(DESCRIPTION_MAX_LENGTH))
     price: Mapped[Decimal] = mapped_column(Numeric(PRICE_PRECISION, PRICE_SCALE))
     quantity: Mapped[int] = mapped_column(default=0, server_default="0")
-    created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
-    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )

@@ -69,10 +69,10 @@ Sku = Annotated[
 ]
 Name = Annotated[
     str,
+    StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=NAME_MAX_LENGTH),
+    # Listed after the constraints so that it runs first, on the raw input; listed before them,
+    # pydantic would check the length before stripping.
     BeforeValidator(_reject_control_characters),
-    StringConstraints(
-        strict=True, strip_whitespace=True, min_length=1, max_length=NAME_MAX_LENGTH
-    ),
     WithJsonSchema(
         {
             "type": "string",
@@ -86,8 +86,8 @@ Name = Annotated[
 ]
 Description = Annotated[
     str,
-    BeforeValidator(_reject_nul),
     StringConstraints(strict=True, max_length=DESCRIPTION_MAX_LENGTH),
+    BeforeValidator(_reject_nul),
     WithJsonSchema(
         {"type": "string", "maxLength": DESCRIPTION_MAX_LENGTH, "pattern": r"^[^\x00]*$"}
     ),
@@ -162,10 +162,11 @@ class ProductUpdate(_ProductInput):
 
     # Required columns have no `| None`: an explicit null is a 422, leaving one out is fine.
     sku: Sku | None = None
-    name: Name = Field(default=None)
+    # (None here only marks "not sent": `model_dump(exclude_unset=True)` never passes it on.)
+    name: Name = Field(default=None)  # type: ignore[assignment]
     description: Description | None = None
-    price: Price = Field(default=None)
-    quantity: Quantity = Field(default=None)
+    price: Price = Field(default=None)  # type: ignore[assignment]
+    quantity: Quantity = Field(default=None)  # type: ignore[assignment]
 
 
 class ProductRead(BaseModel):

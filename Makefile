@@ -1,0 +1,47 @@
+# Catalog: `make run` serves the API, `make test` runs the tests. `make help` lists the rest.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The PostgreSQL test run; its database is dropped and re-created by the tests.
+PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/catalog_test
+
+.DEFAULT_GOAL := help
+.PHONY: help run migrate test test-sqlite test-postgres lint format
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.runtime-installed: requirements.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@ $(VENV)/.runtime-installed
+
+run: $(VENV)/.runtime-installed ## Apply migrations, then serve the API on HOST:PORT (SQLite by default)
+	$(BIN)/alembic upgrade head
+	$(BIN)/python main.py
+
+migrate: $(VENV)/.runtime-installed ## Apply migrations to DATABASE_URL
+	$(BIN)/alembic upgrade head
+
+test: test-sqlite test-postgres ## Run the test suite on SQLite, then on PostgreSQL
+
+test-sqlite: $(VENV)/.dev-installed ## Run the test suite on SQLite (in memory)
+	$(BIN)/python -m pytest
+
+test-postgres: $(VENV)/.dev-installed ## Run the test suite on PostgreSQL (PG_TEST_URL)
+	TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/python -m pytest
+
+lint: $(VENV)/.dev-installed ## ruff check, ruff format --check, mypy --strict
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+
+format: $(VENV)/.dev-installed ## Apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .

@@ -1,0 +1,139 @@
+"""Settings: environment and `.env`, URL normalisation, and a clear stop on bad values."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+
+from config import DEFAULT_DATABASE_URL, PROJECT_DIR, Settings
+from database.engine import build_engine
+from tests.databases import ON_POSTGRES
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgres://user:pw@db.example.com:5432/shop",
+        "postgresql://user:pw@db.example.com:5432/shop",
+        "postgresql+psycopg2://user:pw@db.example.com:5432/shop",
+    ],
+)
+def test_postgres_urls_are_pinned_to_psycopg2(url: str) -> None:
+    settings = Settings(database_url=url)
+
+    assert settings.database_url == "postgresql+psycopg2://user:pw@db.example.com:5432/shop"
+    engine = build_engine(settings.database_url, settings)
+    assert engine.dialect.driver == "psycopg2"
+    engine.dispose()
+
+
+def test_default_database_is_a_sqlite_file_in_the_project(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+
+    settings = Settings(_env_file=None)
+
+    assert settings.database_url == DEFAULT_DATABASE_URL
+    assert settings.database_url == f"sqlite:///{PROJECT_DIR / 'catalog.db'}"
+    assert settings.db_echo is False
+
+
+def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    values = {
+        "DB_POOL_SIZE": "7",
+        "DB_MAX_OVERFLOW": "3",
+        "DB_POOL_TIMEOUT": "2.5",
+        "DB_POOL_RECYCLE": "60",
+        "DB_ECHO": "true",
+        "HOST": "0.0.0.0",
+        "PORT": "9000",
+        "LOG_LEVEL": "WARNING",
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+
+    settings = Settings(_env_file=None)
+
+    assert (settings.db_pool_size, settings.db_max_overflow) == (7, 3)
+    assert (settings.db_pool_timeout, settings.db_pool_recycle) == (2.5, 60)
+    assert settings.db_echo is True
+    assert (settings.host, settings.port, settings.log_level) == ("0.0.0.0", 9000, "warning")
+
+
+def test_settings_come_from_a_dotenv_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("DB_POOL_SIZE", raising=False)
+    (tmp_path / ".env").write_text(
+        "DATABASE_URL=postgres://app@localhost/appdb\nDB_POOL_SIZE=4\n", encoding="utf-8"
+    )
+    monkeypatch.chdir(tmp_path)
+
+    settings = Settings()
+
+    assert settings.database_url == "postgresql+psycopg2://app@localhost/appdb"
+    assert settings.db_pool_size == 4
+
+
+def test_env_example_documents_every_setting() -> None:
+    example = (PROJECT_DIR / ".env.example").read_text(encoding="utf-8")
+
+    for name in Settings.model_fields:
+        assert f"{name.upper()}=" in example, name
+
+
+def test_engine_pool_follows_the_settings() -> None:
+    settings = Settings(
+        database_url="postgresql://u@localhost/db",
+        db_pool_size=3,
+        db_max_overflow=2,
+        db_pool_timeout=1.5,
+    )
+
+    engine = build_engine(settings.database_url, settings)
+
+    assert engine.pool.size() == 3  # type: ignore[attr-defined]
+    assert engine.pool._max_overflow == 2  # type: ignore[attr-defined]
+    assert engine.pool._timeout == 1.5  # type: ignore[attr-defined]
+    engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("not a url", "DATABASE_URL"),
+        ("postgresql://user@host:notaport/db", "DATABASE_URL"),
+        ("mysteriousdb://host/db", "unknown database driver"),
+    ],
+)
+def test_malformed_database_url_stops_startup_with_one_clear_line(url: str, message: str) -> None:
+    env = {**os.environ, "DATABASE_URL": url}
+
+    result = subprocess.run(
+        [sys.executable, "-c", "import main"],
+        cwd=PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("catalog: invalid configuration: ")
+    assert message in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.postgres_only
+def test_psycopg2_is_the_driver_that_runs(engine: Engine) -> None:
+    with engine.connect() as connection:
+        dbapi_connection = connection.connection.dbapi_connection
+        server_version = connection.execute(text("SHOW server_version")).scalar_one()
+
+    assert ON_POSTGRES
+    assert engine.dialect.driver == "psycopg2"
+    assert type(dbapi_connection).__module__.startswith("psycopg2")
+    assert server_version
