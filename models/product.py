@@ -2,7 +2,6 @@
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, ClassVar
 
 from sqlalchemy import CheckConstraint, DateTime, Index, Numeric, String, func
 from sqlalchemy.orm import Mapped, mapped_column
@@ -26,7 +25,7 @@ class Product(Base):
         CheckConstraint("version >= 1", name="version_positive"),
     )
     # INSERT ... RETURNING hands back the server-set columns in the same round trip.
-    __mapper_args__: ClassVar[dict[str, Any]] = {"eager_defaults": True}
+    __mapper_args__ = {"eager_defaults": True}  # noqa: RUF012 (SQLAlchemy reads it once)
 
     # A primary key is indexed already; the guide's `index=True` on it would add a duplicate.
     id: Mapped[int] = mapped_column(primary_key=True)
