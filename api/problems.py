@@ -25,12 +25,13 @@ def problem(
     detail: str,
     *,
     type_: str = "about:blank",
+    title: str | None = None,
     headers: Mapping[str, str] | None = None,
     **extra: Any,
 ) -> JSONResponse:
     body = {
         "type": type_,
-        "title": HTTPStatus(status).phrase,
+        "title": title or HTTPStatus(status).phrase,
         "status": status,
         "detail": detail,
         "instance": request.url.path,
@@ -75,7 +76,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _catalog_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, CatalogError)
-    return problem(request, exc.status, exc.detail, type_=exc.type, **exc.extra)
+    return problem(request, exc.status, exc.detail, type_=exc.type, title=exc.title, **exc.extra)
 
 
 def _database_unavailable(request: Request) -> JSONResponse:

@@ -7,6 +7,7 @@ from typing import Any
 class CatalogError(Exception):
     status: HTTPStatus = HTTPStatus.INTERNAL_SERVER_ERROR
     type: str = "about:blank"
+    title: str | None = None  # None: the status's own phrase
 
     def __init__(self, detail: str, **extra: Any) -> None:
         super().__init__(detail)
@@ -24,14 +25,47 @@ class ProductNotFound(CatalogError):
 class DuplicateSku(CatalogError):
     status = HTTPStatus.CONFLICT
     type = "urn:catalog:problem:duplicate-sku"
+    title = "Duplicate SKU"
 
     def __init__(self, sku: str | None) -> None:
         super().__init__(f"A product with sku {sku!r} already exists", sku=sku)
 
 
+class DuplicateSkuInBatch(CatalogError):
+    """A bulk create whose items repeat a sku, or name one that already exists."""
+
+    status = HTTPStatus.CONFLICT
+    type = "urn:catalog:problem:duplicate-sku"
+    title = "Duplicate SKU"
+
+    def __init__(self, conflicts: dict[int, str], *, reason: str) -> None:
+        indexes = ", ".join(str(index) for index in conflicts)
+        super().__init__(
+            f"Item{'s' if len(conflicts) > 1 else ''} {indexes}: sku {reason}",
+            errors=[
+                {"loc": ["body", index, "sku"], "msg": f"sku {sku!r} {reason}", "type": "duplicate"}
+                for index, sku in conflicts.items()
+            ],
+        )
+
+
+class InsufficientStock(CatalogError):
+    status = HTTPStatus.CONFLICT
+    type = "urn:catalog:problem:insufficient-stock"
+    title = "Insufficient stock"
+
+    def __init__(self, product_id: int, quantity: int, delta: int) -> None:
+        super().__init__(
+            f"Product {product_id} has {quantity} in stock; a change of {delta} would leave "
+            + ("less than 0" if delta < 0 else "more than the maximum quantity"),
+            quantity=quantity,
+        )
+
+
 class StaleVersion(CatalogError):
     status = HTTPStatus.PRECONDITION_FAILED
     type = "urn:catalog:problem:stale-version"
+    title = "Stale version"
 
     def __init__(self, product_id: int, current_version: int) -> None:
         super().__init__(

@@ -1,17 +1,29 @@
-"""Every query on `products`. Writes commit here, before the route builds its response."""
+"""Every query on `products`. Writes commit here, before the route builds its response.
+
+Each write to an existing product is one UPDATE/DELETE ... RETURNING whose WHERE clause carries
+every condition (the `If-Match` versions, the stock floor): the database checks and writes in one
+atomic step, so concurrent callers cannot interleave between a check and a write.
+"""
 
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import BigInteger, cast, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from crud.errors import DuplicateSku, ProductNotFound, StaleVersion
+from crud.errors import (
+    DuplicateSku,
+    DuplicateSkuInBatch,
+    InsufficientStock,
+    ProductNotFound,
+    StaleVersion,
+)
 from models import Product
 
 SKU_CONSTRAINT = "uq_products_sku"
+QUANTITY_MAX = 2_147_483_647  # `quantity` is a 4-byte integer
 
 
 def _is_sku_violation(exc: IntegrityError) -> bool:
@@ -21,7 +33,7 @@ def _is_sku_violation(exc: IntegrityError) -> bool:
 
 
 @contextmanager
-def _transaction(session: Session, *, sku: str | None) -> Iterator[None]:
+def _transaction(session: Session, *, sku: str | None = None) -> Iterator[None]:
     """Commit what the block wrote; on a unique-sku violation roll back and raise `DuplicateSku`."""
     try:
         yield
@@ -33,15 +45,41 @@ def _transaction(session: Session, *, sku: str | None) -> Iterator[None]:
         raise
 
 
-def _write_returning(
-    session: Session, statement: Any, *, product_id: int, sku: str | None = None
+def _explain_no_match(
+    session: Session,
+    product_id: int,
+    *,
+    expected_versions: Collection[int] | None,
+    delta: int | None = None,
+) -> NoReturn:
+    """A guarded write matched no row: find out which guard said no, for the right status."""
+    current = session.execute(
+        select(Product.version, Product.quantity).where(Product.id == product_id)
+    ).one_or_none()
+    if current is None:
+        raise ProductNotFound(product_id)
+    if delta is not None and (expected_versions is None or current.version in expected_versions):
+        raise InsufficientStock(product_id, current.quantity, delta)
+    raise StaleVersion(product_id, current.version)
+
+
+def _write_one(
+    session: Session,
+    statement: Any,
+    *,
+    product_id: int,
+    expected_versions: Collection[int] | None,
+    sku: str | None = None,
+    delta: int | None = None,
 ) -> Any:
-    """Run one UPDATE/DELETE ... RETURNING on one product and commit it."""
+    """Run one guarded UPDATE/DELETE ... RETURNING on one product and commit it."""
+    if expected_versions is not None:
+        statement = statement.where(Product.version.in_(expected_versions))
     with _transaction(session, sku=sku):
         row = session.scalars(statement).one_or_none()
         if row is None:
             session.rollback()
-            _raise_missing_or_stale(session, product_id)
+            _explain_no_match(session, product_id, expected_versions=expected_versions, delta=delta)
     return row
 
 
@@ -67,12 +105,36 @@ def create_product(session: Session, *, values: Mapping[str, Any]) -> Product:
     return product
 
 
-def _raise_missing_or_stale(session: Session, product_id: int) -> NoReturn:
-    """After a conditional write matched no row: say whether the row is gone or has moved on."""
-    current = session.scalar(select(Product.version).where(Product.id == product_id))
-    if current is None:
-        raise ProductNotFound(product_id)
-    raise StaleVersion(product_id, current)
+def create_products(session: Session, *, rows: Sequence[Mapping[str, Any]]) -> Sequence[Product]:
+    """Insert every row or none: one transaction, one set-based INSERT ... RETURNING."""
+    repeated = _repeated_skus(rows)
+    if repeated:
+        raise DuplicateSkuInBatch(repeated, reason="appears more than once in this request")
+    statement = insert(Product).returning(Product, sort_by_parameter_order=True)
+    try:
+        products = session.scalars(statement, [dict(row) for row in rows]).all()
+        session.commit()
+    except IntegrityError as exc:
+        session.rollback()
+        if not _is_sku_violation(exc):
+            raise
+        # The constraint has decided; this query only names the items it refused.
+        skus = {row["sku"] for row in rows if row.get("sku") is not None}
+        taken = set(session.scalars(select(Product.sku).where(Product.sku.in_(skus))))
+        conflicts = {i: row["sku"] for i, row in enumerate(rows) if row.get("sku") in taken}
+        if not conflicts:  # the other product was deleted meanwhile; still refused
+            raise DuplicateSku(None) from exc
+        raise DuplicateSkuInBatch(conflicts, reason="already exists") from exc
+    return products
+
+
+def _repeated_skus(rows: Sequence[Mapping[str, Any]]) -> dict[int, str]:
+    positions: dict[str, list[int]] = {}
+    for index, row in enumerate(rows):
+        if row.get("sku") is not None:
+            positions.setdefault(row["sku"], []).append(index)
+    repeated = {i: sku for sku, indexes in positions.items() if len(indexes) > 1 for i in indexes}
+    return dict(sorted(repeated.items()))
 
 
 def update_product(
@@ -82,11 +144,7 @@ def update_product(
     changes: Mapping[str, Any],
     expected_versions: Collection[int] | None = None,
 ) -> Product:
-    """Apply `changes` in one UPDATE ... RETURNING.
-
-    With `expected_versions` the version check is part of that same statement (compare-and-set),
-    so of two writers holding the same ETag exactly one wins.
-    """
+    """Apply `changes` (and version + 1) in one UPDATE ... RETURNING."""
     if not changes:
         current = get_product(session, product_id)
         if expected_versions is not None and current.version not in expected_versions:
@@ -99,10 +157,39 @@ def update_product(
         .returning(Product)
         .execution_options(populate_existing=True)
     )
-    if expected_versions is not None:
-        statement = statement.where(Product.version.in_(expected_versions))
-    product: Product = _write_returning(
-        session, statement, product_id=product_id, sku=changes.get("sku")
+    product: Product = _write_one(
+        session,
+        statement,
+        product_id=product_id,
+        expected_versions=expected_versions,
+        sku=changes.get("sku"),
+    )
+    return product
+
+
+def change_stock(
+    session: Session,
+    product_id: int,
+    *,
+    delta: int,
+    expected_versions: Collection[int] | None = None,
+) -> Product:
+    """`quantity += delta` in the database, refused (nothing changes) outside 0..QUANTITY_MAX."""
+    # Computed as BIGINT so that the check itself cannot overflow the 4-byte column type.
+    new_quantity = Product.quantity + cast(delta, BigInteger)
+    statement = (
+        update(Product)
+        .where(Product.id == product_id, new_quantity.between(0, QUANTITY_MAX))
+        .values(quantity=Product.quantity + delta, version=Product.version + 1)
+        .returning(Product)
+        .execution_options(populate_existing=True)
+    )
+    product: Product = _write_one(
+        session,
+        statement,
+        product_id=product_id,
+        expected_versions=expected_versions,
+        delta=delta,
     )
     return product
 
@@ -111,6 +198,4 @@ def delete_product(
     session: Session, product_id: int, *, expected_versions: Collection[int] | None = None
 ) -> None:
     statement = delete(Product).where(Product.id == product_id).returning(Product.id)
-    if expected_versions is not None:
-        statement = statement.where(Product.version.in_(expected_versions))
-    _write_returning(session, statement, product_id=product_id)
+    _write_one(session, statement, product_id=product_id, expected_versions=expected_versions)

@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -181,3 +182,34 @@ class ProductRead(BaseModel):
     created_at: Timestamp
     updated_at: Timestamp
     version: int
+
+
+def _reject_zero(value: int) -> int:
+    if value == 0:
+        raise PydanticCustomError("delta_zero", "A stock change of 0 changes nothing")
+    return value
+
+
+class StockChange(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", title="StockChange", json_schema_extra={"examples": [{"delta": -1}]}
+    )
+
+    delta: Annotated[
+        int,
+        Field(
+            strict=True,
+            ge=-INT4_MAX - 1,
+            le=INT4_MAX,
+            description="Added to the quantity (negative to take stock out); never 0.",
+            json_schema_extra={"not": {"const": 0}},
+        ),
+        AfterValidator(_reject_zero),
+    ]
+
+
+BULK_MAX_ITEMS = 1000
+ProductBatch = Annotated[
+    list[ProductCreate],
+    Field(min_length=1, max_length=BULK_MAX_ITEMS, description="1 to 1000 products."),
+]

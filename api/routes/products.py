@@ -1,15 +1,23 @@
 """`/products`: HTTP in, crud call, HTTP out. No SQL here."""
 
+from collections.abc import Sequence
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Path, Query, Request, Response
 from pydantic import TypeAdapter
 
 import crud.products as crud
 from dependencies.conditional import IfMatch, IfNoneMatch, etag_for, none_match_hits
 from dependencies.database import SessionDep
 from models import Product
-from schemas.product import INT4_MAX, ProductCreate, ProductRead, ProductUpdate
+from schemas.product import (
+    INT4_MAX,
+    ProductBatch,
+    ProductCreate,
+    ProductRead,
+    ProductUpdate,
+    StockChange,
+)
 
 router = APIRouter(prefix="/products", tags=["products"])
 
@@ -30,12 +38,26 @@ def _product_response(
     )
 
 
+def _products_response(
+    products: Sequence[Product], *, status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    body = _products_json.dump_json(_products_json.validate_python(products, from_attributes=True))
+    return Response(body, status_code=status_code, media_type="application/json", headers=headers)
+
+
 @router.post("", status_code=201, response_model=ProductRead)
 def create_product(payload: ProductCreate, db: SessionDep, request: Request) -> Response:
     """Create a product."""
     product = crud.create_product(db, values=payload.model_dump())
     location = request.app.url_path_for("read_product", product_id=str(product.id))
     return _product_response(product, status_code=201, headers={"Location": location})
+
+
+@router.post("/bulk", status_code=201, response_model=list[ProductRead])
+def create_products(payload: Annotated[ProductBatch, Body()], db: SessionDep) -> Response:
+    """Create 1 to 1000 products at once: all of them, or none."""
+    products = crud.create_products(db, rows=[item.model_dump() for item in payload])
+    return _products_response(products, status_code=201)
 
 
 @router.get("", response_model=list[ProductRead])
@@ -47,11 +69,7 @@ def list_products(
     """List products, ordered by id."""
     products = crud.list_products(db, skip=skip, limit=limit)
     total = crud.count_products(db)
-    return Response(
-        _products_json.dump_json(_products_json.validate_python(products, from_attributes=True)),
-        media_type="application/json",
-        headers={"X-Total-Count": str(total)},
-    )
+    return _products_response(products, headers={"X-Total-Count": str(total)})
 
 
 @router.get("/{product_id}", response_model=ProductRead)
@@ -85,6 +103,15 @@ def patch_product(
 ) -> Response:
     """Update a product with a JSON merge patch."""
     return _update(db, product_id, payload, if_match)
+
+
+@router.post("/{product_id}/stock", response_model=ProductRead)
+def change_stock(
+    product_id: ProductId, payload: StockChange, db: SessionDep, if_match: IfMatch
+) -> Response:
+    """Add `delta` to the quantity atomically; 409 if the result would be below 0."""
+    product = crud.change_stock(db, product_id, delta=payload.delta, expected_versions=if_match)
+    return _product_response(product)
 
 
 @router.delete("/{product_id}", status_code=204)

@@ -1,0 +1,167 @@
+"""Concurrent writers against a real server process with its own pool and committed data.
+
+Not the savepoint session: a fresh database for this module (PostgreSQL when TEST_DATABASE_URL
+is set, otherwise a SQLite file, where the database serialises the writers) and real threads.
+"""
+
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+from tests.databases import ON_POSTGRES, fresh_postgres_database
+from tests.server import migrate, running_service
+
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if ON_POSTGRES:
+        with fresh_postgres_database("catalog_concurrency") as url:
+            migrate(url)
+            with running_service(url, db_pool_size="10") as base_url:
+                yield base_url
+    else:
+        path: Path = tmp_path_factory.mktemp("concurrency") / "catalog.db"
+        url = f"sqlite:///{path}"
+        migrate(url)
+        with running_service(url) as base_url:
+            yield base_url
+
+
+@pytest.fixture
+def http(service: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=service, timeout=30) as client:
+        yield client
+
+
+def _all_at_once(count: int, call: Callable[[int], T]) -> list[T]:
+    """Run `call(i)` for i in range(count) on `count` threads released together by a barrier."""
+    barrier = threading.Barrier(count)
+
+    def run(index: int) -> T:
+        barrier.wait()
+        return call(index)
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(run, range(count)))
+
+
+def _request(service: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    """One request on its own connection, as a separate client would make it."""
+    with httpx.Client(base_url=service, timeout=30) as client:
+        return client.request(method, path, **kwargs)
+
+
+def _create(http: httpx.Client, **fields: Any) -> dict[str, Any]:
+    response = http.post("/products", json={"name": "Item", "price": 1.5, **fields})
+    assert response.status_code == 201, response.text
+    product: dict[str, Any] = response.json()
+    return product
+
+
+def test_100_concurrent_creates_all_land_with_distinct_ids(
+    service: str, http: httpx.Client
+) -> None:
+    before = int(http.get("/products").headers["x-total-count"])
+
+    responses = _all_at_once(
+        100,
+        lambda i: _request(
+            service, "POST", "/products", json={"name": f"Concurrent {i}", "price": 2}
+        ),
+    )
+
+    assert [response.status_code for response in responses] == [201] * 100
+    ids = {response.json()["id"] for response in responses}
+    assert len(ids) == 100
+    for response in responses:
+        assert http.get(response.headers["location"]).json() == response.json()
+    assert int(http.get("/products").headers["x-total-count"]) == before + 100
+
+
+def test_50_concurrent_stock_takes_on_30_in_stock_sell_exactly_30(
+    service: str, http: httpx.Client
+) -> None:
+    product = _create(http, quantity=30)
+
+    responses = _all_at_once(
+        50,
+        lambda _: _request(service, "POST", f"/products/{product['id']}/stock", json={"delta": -1}),
+    )
+
+    statuses = sorted(response.status_code for response in responses)
+    assert statuses.count(200) == 30, statuses
+    assert statuses.count(409) == 20, statuses
+    final = http.get(f"/products/{product['id']}").json()
+    assert final["quantity"] == 0
+    assert final["version"] == product["version"] + 30
+    assert sorted(r.json()["quantity"] for r in responses if r.status_code == 200) == list(
+        range(30)
+    )
+
+
+@pytest.mark.parametrize("round_", range(10))
+def test_two_patches_with_the_same_etag_exactly_one_wins(
+    service: str, http: httpx.Client, round_: int
+) -> None:
+    product = _create(http, description="original", quantity=1)
+    changes = [{"name": "Winner A", "price": 11.11}, {"description": "from B", "quantity": 77}]
+
+    responses = _all_at_once(
+        2,
+        lambda i: _request(
+            service,
+            "PATCH",
+            f"/products/{product['id']}",
+            json=changes[i],
+            headers={"If-Match": '"1"'},
+        ),
+    )
+
+    assert sorted(response.status_code for response in responses) == [200, 412]
+    winner = next(i for i, response in enumerate(responses) if response.status_code == 200)
+    loser = 1 - winner
+    stored = http.get(f"/products/{product['id']}").json()
+    assert stored["version"] == 2
+    assert all(stored[field] == value for field, value in changes[winner].items())
+    assert all(stored[field] == product[field] for field in changes[loser])
+
+
+@pytest.mark.parametrize("round_", range(10))
+def test_two_creates_with_the_same_sku_one_201_one_409(
+    service: str, http: httpx.Client, round_: int
+) -> None:
+    sku = f"RACE-{round_}"
+
+    responses = _all_at_once(
+        2,
+        lambda i: _request(
+            service, "POST", "/products", json={"name": f"Racer {i}", "price": 3, "sku": sku}
+        ),
+    )
+
+    assert sorted(response.status_code for response in responses) == [201, 409]
+    conflict = next(response for response in responses if response.status_code == 409)
+    assert conflict.headers["content-type"] == "application/problem+json"
+    listed = [p for p in http.get("/products", params={"limit": 1000}).json() if p["sku"] == sku]
+    assert len(listed) == 1
+
+
+def test_every_write_moves_updated_at_forward(http: httpx.Client) -> None:
+    product = _create(http)
+
+    patched = http.patch(f"/products/{product['id']}", json={"quantity": 4}).json()
+    stocked = http.post(f"/products/{product['id']}/stock", json={"delta": 1}).json()
+
+    stamps = [datetime.fromisoformat(p["updated_at"]) for p in (product, patched, stocked)]
+    assert stamps == sorted(stamps)
+    assert stocked["created_at"] == product["created_at"]
+    if ON_POSTGRES:  # SQLite's CURRENT_TIMESTAMP has one-second resolution
+        assert stamps[0] < stamps[1] < stamps[2]

@@ -1,0 +1,87 @@
+"""The service as a real uvicorn process, for tests that need true concurrency and commits."""
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO
+
+import httpx
+from sqlalchemy import create_engine
+
+from config import PROJECT_DIR
+from tests.databases import upgrade
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def migrate(database_url: str) -> None:
+    engine = create_engine(database_url)
+    with engine.begin() as connection:
+        upgrade(connection)
+    engine.dispose()
+
+
+@contextmanager
+def running_service(database_url: str, **settings: str) -> Iterator[str]:
+    """Start `uvicorn main:app` against `database_url`; yield its base URL; stop it after."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "LOG_LEVEL": "warning",
+        **{name.upper(): value for name, value in settings.items()},
+    }
+    # The log goes to a file, not a pipe: a pipe nobody reads fills up and blocks the server.
+    with tempfile.TemporaryFile(mode="w+") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "main:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            cwd=PROJECT_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        base_url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_until_up(base_url, process, log)
+            yield base_url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_until_up(base_url: str, process: subprocess.Popen[str], log: IO[str]) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{base_url}/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            log.seek(0)
+            raise RuntimeError(f"the service did not start:\n{log.read()}")
+        time.sleep(0.1)
