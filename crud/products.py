@@ -7,11 +7,26 @@ atomic step, so concurrent callers cannot interleave between a check and a write
 
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from decimal import Decimal
 from typing import Any, NoReturn
 
-from sqlalchemy import BigInteger, cast, delete, func, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Select,
+    and_,
+    cast,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from crud.errors import (
     DuplicateSku,
@@ -90,12 +105,99 @@ def get_product(session: Session, product_id: int) -> Product:
     return product
 
 
-def list_products(session: Session, *, skip: int, limit: int) -> Sequence[Product]:
-    return session.scalars(select(Product).order_by(Product.id).offset(skip).limit(limit)).all()
+# The only columns a client can sort by: user text never reaches SQL as text.
+SORTABLE: dict[str, InstrumentedAttribute[Any]] = {
+    "id": Product.id,
+    "name": Product.name,
+    "price": Product.price,
+    "quantity": Product.quantity,
+    "created_at": Product.created_at,
+    "updated_at": Product.updated_at,
+}
 
 
-def count_products(session: Session) -> int:
-    return session.scalar(select(func.count()).select_from(Product)) or 0
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _filtered(
+    statement: Select[Any],
+    *,
+    q: str | None = None,
+    sku: str | None = None,
+    min_price: Decimal | None = None,
+    max_price: Decimal | None = None,
+    in_stock: bool | None = None,
+) -> Select[Any]:
+    if q is not None:
+        pattern = f"%{_escape_like(q)}%"
+        statement = statement.where(
+            or_(
+                Product.name.ilike(pattern, escape="\\"),
+                Product.description.ilike(pattern, escape="\\"),
+            )
+        )
+    if sku is not None:
+        statement = statement.where(Product.sku == sku)
+    if min_price is not None:
+        statement = statement.where(Product.price >= min_price)
+    if max_price is not None:
+        statement = statement.where(Product.price <= max_price)
+    if in_stock is not None:
+        statement = statement.where(Product.quantity > 0 if in_stock else Product.quantity == 0)
+    return statement
+
+
+def sort_columns(sort: Sequence[tuple[str, bool]]) -> list[tuple[str, bool]]:
+    """The requested order plus the `id` tie-break (in the direction of the last key)."""
+    keys = list(sort)
+    if all(field != "id" for field, _ in keys):
+        keys.append(("id", keys[-1][1] if keys else False))
+    return keys
+
+
+def _after(keys: Sequence[tuple[str, bool]], values: Sequence[Any]) -> ColumnElement[bool]:
+    """Rows strictly after `values` in the order `keys` (the keyset-paging predicate)."""
+    columns = [SORTABLE[field] for field, _ in keys]
+    bound = [literal(value, column.type) for column, value in zip(columns, values, strict=True)]
+    directions = {descending for _, descending in keys}
+    if len(directions) == 1:
+        # One direction: a row-value comparison, which a (key, id) B-tree index serves directly.
+        left, right = tuple_(*columns), tuple_(*bound)
+        return left < right if directions.pop() else left > right
+    # Mixed directions: (a > x) OR (a = x AND b < y) OR ...
+    clauses = []
+    for position, (column, value) in enumerate(zip(columns, bound, strict=True)):
+        descending = keys[position][1]
+        equal_before = [columns[i] == bound[i] for i in range(position)]
+        clauses.append(and_(*equal_before, column < value if descending else column > value))
+    return or_(*clauses)
+
+
+def list_products(
+    session: Session,
+    *,
+    sort: Sequence[tuple[str, bool]] = (),
+    after: Sequence[Any] | None = None,
+    skip: int = 0,
+    limit: int,
+    **filters: Any,
+) -> Sequence[Product]:
+    """One page in `sort` order: offset paging with `skip`, keyset paging with `after`."""
+    keys = sort_columns(sort)
+    statement = _filtered(select(Product), **filters)
+    if after is not None:
+        statement = statement.where(_after(keys, after))
+    order = [
+        SORTABLE[field].desc() if descending else SORTABLE[field].asc()
+        for field, descending in keys
+    ]
+    return session.scalars(statement.order_by(*order).offset(skip).limit(limit)).all()
+
+
+def count_products(session: Session, **filters: Any) -> int:
+    statement = _filtered(select(func.count()).select_from(Product), **filters)
+    return session.scalar(statement) or 0
 
 
 def create_product(session: Session, *, values: Mapping[str, Any]) -> Product:

@@ -1,9 +1,10 @@
 """Step 3 of the guide: the `products` table."""
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from sqlalchemy import CheckConstraint, DateTime, Index, Numeric, String, func
+from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base
@@ -12,6 +13,16 @@ SKU_MAX_LENGTH = 64
 NAME_MAX_LENGTH = 100
 DESCRIPTION_MAX_LENGTH = 500
 PRICE_PRECISION, PRICE_SCALE = 10, 2
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _created_at(context: DefaultExecutionContext) -> datetime:
+    # A new row's updated_at equals its created_at, not a few microseconds later.
+    created: datetime = context.get_current_parameters()["created_at"]  # type: ignore[no-untyped-call]
+    return created
 
 
 class Product(Base):
@@ -34,9 +45,17 @@ class Product(Base):
     description: Mapped[str | None] = mapped_column(String(DESCRIPTION_MAX_LENGTH))
     price: Mapped[Decimal] = mapped_column(Numeric(PRICE_PRECISION, PRICE_SCALE))
     quantity: Mapped[int] = mapped_column(default=0, server_default="0")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # Stamped by the service (microseconds, UTC) so both databases store one comparable format;
+    # SQLite's CURRENT_TIMESTAMP has whole seconds in another text layout, which would break
+    # keyset paging on ties. The server default still covers rows written by hand.
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=_utc_now, server_default=func.now()
+    )
     updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+        DateTime(timezone=True),
+        default=_created_at,
+        onupdate=_utc_now,
+        server_default=func.now(),
     )
     # Optimistic concurrency: +1 on every write; the ETag is this number.
     version: Mapped[int] = mapped_column(default=1, server_default="1")

@@ -7,9 +7,11 @@ from fastapi import APIRouter, Body, Path, Query, Request, Response
 from pydantic import TypeAdapter
 
 import crud.products as crud
+from api.pagination import cursor_binding, decode_cursor, encode_cursor, page_links
 from dependencies.conditional import IfMatch, IfNoneMatch, etag_for, none_match_hits
 from dependencies.database import SessionDep
 from models import Product
+from schemas.listing import ProductQuery
 from schemas.product import (
     INT4_MAX,
     ProductBatch,
@@ -62,14 +64,26 @@ def create_products(payload: Annotated[ProductBatch, Body()], db: SessionDep) ->
 
 @router.get("", response_model=list[ProductRead])
 def list_products(
-    db: SessionDep,
-    skip: Annotated[int, Query(ge=0, le=INT4_MAX, description="Rows to skip.")] = 0,
-    limit: Annotated[int, Query(ge=1, le=1000, description="Page size.")] = 100,
+    request: Request, db: SessionDep, query: Annotated[ProductQuery, Query()]
 ) -> Response:
-    """List products, ordered by id."""
-    products = crud.list_products(db, skip=skip, limit=limit)
-    total = crud.count_products(db)
-    return _products_response(products, headers={"X-Total-Count": str(total)})
+    """List products: filter, sort, and page by offset or by cursor."""
+    sort = crud.sort_columns([(key.field, key.descending) for key in query.sort_keys])
+    fields = [field for field, _ in sort]
+    binding = cursor_binding(query)
+    after = decode_cursor(query.cursor, binding, fields) if query.cursor else None
+    filters = query.filters()
+    # One row more than the page tells whether there is a next page.
+    rows = crud.list_products(
+        db, sort=sort, after=after, skip=query.skip, limit=query.limit + 1, **filters
+    )
+    page = rows[: query.limit]
+    next_cursor = None
+    if len(rows) > query.limit:
+        next_cursor = encode_cursor([getattr(page[-1], field) for field in fields], binding)
+    headers = {"X-Total-Count": str(crud.count_products(db, **filters))}
+    if link := page_links(request, query, next_cursor=next_cursor):
+        headers["Link"] = link
+    return _products_response(page, headers=headers)
 
 
 @router.get("/{product_id}", response_model=ProductRead)
