@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/catalog_test
 
 .DEFAULT_GOAL := help
-.PHONY: help run migrate test test-sqlite test-postgres lint format
+.PHONY: help run migrate test test-sqlite test-postgres lint format bench-listing
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -36,6 +36,13 @@ test-sqlite: $(VENV)/.dev-installed ## Run the test suite on SQLite (in memory)
 
 test-postgres: $(VENV)/.dev-installed ## Run the test suite on PostgreSQL (PG_TEST_URL)
 	TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/python -m pytest
+
+$(VENV)/.bench-installed: requirements.txt requirements-dev.txt bench/requirements.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	touch $@ $(VENV)/.dev-installed $(VENV)/.runtime-installed
+
+bench-listing: $(VENV)/.bench-installed ## Listing latency on 1M products (PostgreSQL, BENCH_DATABASE_URL)
+	$(BIN)/python bench/listing.py
 
 lint: $(VENV)/.dev-installed ## ruff check, ruff format --check, mypy --strict
 	$(BIN)/ruff check .

@@ -1,6 +1,7 @@
 """Alembic environment: the target is `Base.metadata`, the URL the service's own setting."""
 
 from logging.config import fileConfig
+from typing import Any
 
 from alembic import context
 from sqlalchemy import Connection
@@ -8,6 +9,7 @@ from sqlalchemy import Connection
 from config import get_settings
 from database.engine import build_engine
 from models import Base
+from models.base import exists_on
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logging", True):
@@ -17,9 +19,13 @@ target_metadata = Base.metadata
 
 
 def _run(connection: Connection) -> None:
+    def include_object(item: Any, _name: Any, _type: Any, _reflected: Any, _compare: Any) -> bool:
+        return exists_on(item, connection.dialect.name)
+
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
+        include_object=include_object,
         compare_type=True,
         # SQLite cannot ALTER most things: batch mode rebuilds the table instead.
         render_as_batch=connection.dialect.name == "sqlite",

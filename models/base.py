@@ -1,5 +1,7 @@
 """Step 2 of the guide: the declarative base every model inherits from."""
 
+from typing import Any
+
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
@@ -15,3 +17,13 @@ NAMING_CONVENTION = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def exists_on(schema_item: Any, dialect_name: str) -> bool:
+    """False for an index or constraint declared `.ddl_if(dialect=...)` for another database.
+
+    Alembic's autogenerate does not read `ddl_if`; its `include_object` hook asks this instead.
+    """
+    condition = getattr(schema_item, "_ddl_if", None)
+    dialect = getattr(condition, "dialect", None)
+    return dialect is None or dialect == dialect_name

@@ -30,6 +30,26 @@ class Product(Base):
     __table_args__ = (
         # The guide's composite index for "name, then price" lookups.
         Index("ix_products_name_price", "name", "price"),
+        # Listing: one (key, id) B-tree per sort order, so that a page (offset 0 or a keyset
+        # cursor at any depth) is an index range scan. `name` is served by the guide's index
+        # plus an incremental sort on id. Chosen with EXPLAIN ANALYZE on 1M rows (README).
+        Index("ix_products_price_id", "price", "id"),
+        Index("ix_products_quantity_id", "quantity", "id"),
+        Index("ix_products_created_at_id", "created_at", "id"),
+        Index("ix_products_updated_at_id", "updated_at", "id"),
+        # `q` (ILIKE '%text%') on PostgreSQL: trigram GIN indexes; SQLite scans instead.
+        Index(
+            "ix_products_name_trgm",
+            "name",
+            postgresql_using="gin",
+            postgresql_ops={"name": "gin_trgm_ops"},
+        ).ddl_if(dialect="postgresql"),
+        Index(
+            "ix_products_description_trgm",
+            "description",
+            postgresql_using="gin",
+            postgresql_ops={"description": "gin_trgm_ops"},
+        ).ddl_if(dialect="postgresql"),
         # The API validates these first; the database keeps them true whatever the client.
         CheckConstraint("price > 0", name="price_positive"),
         CheckConstraint("quantity >= 0", name="quantity_not_negative"),

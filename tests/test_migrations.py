@@ -2,6 +2,7 @@
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -11,6 +12,7 @@ from sqlalchemy import Engine, inspect
 from config import Settings
 from database.engine import build_engine
 from models import Base
+from models.base import exists_on
 from tests.databases import ON_POSTGRES, downgrade, fresh_postgres_database, upgrade
 
 
@@ -31,7 +33,13 @@ def empty_engine(tmp_path: Path) -> Iterator[Engine]:
 
 def _differences(engine: Engine) -> list[object]:
     with engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+
+        def include_object(item: Any, *_: Any) -> bool:
+            return exists_on(item, connection.dialect.name)
+
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "include_object": include_object}
+        )
         return list(compare_metadata(context, Base.metadata))
 
 
@@ -41,7 +49,9 @@ def test_upgrade_builds_exactly_the_models(empty_engine: Engine) -> None:
 
     assert _differences(empty_engine) == []
     indexes = {index["name"] for index in inspect(empty_engine).get_indexes("products")}
-    assert {"ix_products_name", "ix_products_name_price"} <= indexes
+    assert {"ix_products_name", "ix_products_name_price", "ix_products_price_id"} <= indexes
+    trigram = {"ix_products_name_trgm", "ix_products_description_trgm"}
+    assert (trigram <= indexes) == ON_POSTGRES
     unique = inspect(empty_engine).get_unique_constraints("products")
     assert [(constraint["name"], constraint["column_names"]) for constraint in unique] == [
         ("uq_products_sku", ["sku"])

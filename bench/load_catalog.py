@@ -1,0 +1,73 @@
+"""Load N products (default 1,000,000) into the database at DATABASE_URL, set-based, in seconds.
+
+    DATABASE_URL=postgresql://postgres@127.0.0.1:5432/catalog_bench \
+        .venv/bin/python bench/load_catalog.py
+
+Applies the migrations first, empties `products`, then inserts with one INSERT ... SELECT over
+generate_series (PostgreSQL only). Every 100,000th product mentions "zanzibar" in its
+description: the rare word of the search benchmark.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine, text
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_DIR))
+
+from config import get_settings  # noqa: E402
+
+LOAD = """
+INSERT INTO products (sku, name, description, price, quantity, created_at, updated_at, version)
+SELECT
+    'SKU-' || g,
+    (ARRAY['Red','Blue','Green','Black','White','Small','Large','Classic','Premium','Eco'])
+        [1 + g % 10]
+    || ' ' ||
+    (ARRAY['T-shirt','Mug','Lamp','Chair','Desk','Pen','Notebook','Bag','Bottle','Cap'])
+        [1 + (g / 10) % 10]
+    || ' ' || g,
+    'Product number ' || g || CASE WHEN g % 100000 = 0 THEN ' from zanzibar' ELSE '' END,
+    ((g::bigint * 7919) % 999900 + 100) / 100.0,
+    (g * 31) % 50,
+    TIMESTAMPTZ '2026-01-01' + g * INTERVAL '1 second',
+    TIMESTAMPTZ '2026-01-01' + g * INTERVAL '1 second',
+    1
+FROM generate_series(1, :count) AS g
+"""
+
+
+def load(database_url: str, count: int) -> float:
+    """Migrate, empty and fill `products`; return the seconds it took."""
+    engine = create_engine(database_url)
+    if engine.dialect.name != "postgresql":
+        sys.exit("load_catalog.py needs a PostgreSQL DATABASE_URL")
+    started = time.perf_counter()
+    with engine.begin() as connection:
+        config = Config(str(PROJECT_DIR / "alembic.ini"))
+        config.attributes["connection"] = connection
+        config.attributes["configure_logging"] = False
+        command.upgrade(config, "head")
+        connection.execute(text("TRUNCATE products RESTART IDENTITY"))
+        connection.execute(text(LOAD), {"count": count})
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(text("VACUUM ANALYZE products"))
+    engine.dispose()
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=1_000_000)
+    args = parser.parse_args()
+    seconds = load(get_settings().database_url, args.count)
+    print(f"loaded {args.count:,} products in {seconds:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
