@@ -3,10 +3,10 @@
 import sys
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
@@ -45,18 +45,33 @@ class Settings(BaseSettings):
     db_pool_timeout: float = Field(default=5.0, gt=0)
     db_pool_recycle: int = Field(default=1800, ge=-1)
     db_connect_timeout: int = Field(default=5, ge=1)
+    # PostgreSQL only: every statement is cancelled after this many ms (0: no limit) -> 503.
+    db_statement_timeout_ms: int = Field(default=0, ge=0)
     db_echo: bool = False
+
+    # Writes need `Authorization: Bearer <key>` or `X-API-Key: <key>` when this is non-empty.
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, repr=False)
+    # Origins allowed to call the API from a browser (comma-separated); empty: no CORS.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("database_url")
     @classmethod
     def _normalize_database_url(cls, value: str) -> str:
         return normalize_database_url(value)
 
-    @field_validator("log_level", mode="before")
+    @field_validator("api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("log_level", "log_format", mode="before")
     @classmethod
     def _lowercase_log_level(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value

@@ -4,27 +4,42 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 import uvicorn
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
-from api.middleware import TrailingSlashMiddleware
+from api.docs import install_offline_docs
+from api.logs import configure_logging
+from api.metrics import register_pool_metrics
+from api.metrics import router as metrics_router
+from api.middleware import BodyLimitMiddleware, RequestContextMiddleware, TrailingSlashMiddleware
 from api.problems import install_problem_handlers
 from api.routes import products, service
 from config import get_settings
 from database.engine import engine
+from dependencies.database import database_capacity
 
 __version__ = "0.1.0"
+MAX_BODY_BYTES = 1024 * 1024
 
 settings = get_settings()
-logging.basicConfig(
-    level=settings.log_level.upper(),
-    format="%(asctime)s %(levelname)s %(name)s %(message)s",
-)
+configure_logging(settings)
+logger = logging.getLogger("catalog")
 
 
 @asynccontextmanager
 async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    # Sync routes run on AnyIO's worker threads. Requests wait for a database connection in the
+    # event loop (dependencies.database.database_slot), so threads are never parked on the pool;
+    # there only need to be enough of them for every connection plus the routes without one.
+    limiter = anyio.to_thread.current_default_thread_limiter()
+    limiter.total_tokens = max(limiter.total_tokens, database_capacity() + 8)
+    if not settings.api_keys:
+        logger.warning("API_KEYS is not set: writes (POST, PUT, PATCH, DELETE) are open to anyone")
     yield
+    # After uvicorn has drained in-flight requests (SIGTERM): every acknowledged write is
+    # committed already, so closing the pool loses nothing.
     engine.dispose()
 
 
@@ -34,12 +49,42 @@ app = FastAPI(
     summary="A product catalog: CRUD on /products, backed by SQLAlchemy and PostgreSQL.",
     lifespan=lifespan,
     redirect_slashes=False,
+    docs_url=None,
+    redoc_url=None,
 )
 app.add_middleware(TrailingSlashMiddleware)
+if settings.cors_origins:
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        # API keys travel in headers, never cookies: no credentials, so no wildcard pitfalls.
+        allow_credentials=False,
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+        allow_headers=[
+            "Authorization",
+            "Content-Type",
+            "If-Match",
+            "If-None-Match",
+            "X-API-Key",
+            "X-Request-ID",
+        ],
+        expose_headers=["ETag", "Location", "Link", "X-Total-Count", "X-Request-ID"],
+    )
+app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
+app.add_middleware(RequestContextMiddleware)  # outermost: sees and tags every response
 install_problem_handlers(app)
 app.include_router(service.router)
 app.include_router(products.router)
+app.include_router(metrics_router)
+install_offline_docs(app)
+register_pool_metrics(engine)
 
 
 if __name__ == "__main__":
-    uvicorn.run("main:app", host=settings.host, port=settings.port, log_level=settings.log_level)
+    uvicorn.run(
+        "main:app",
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+    )

@@ -1,6 +1,29 @@
-"""Pure ASGI middleware: cheap per-request rules that hold before any route runs."""
+"""Pure ASGI middleware: cheap per-request rules that hold before and after any route runs."""
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+import logging
+import time
+import uuid
+
+from fastapi import Request
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.logs import request_id_var
+from api.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from api.problems import problem, unexpected_error
+
+access_log = logging.getLogger("catalog.access")
+
+_MAX_REQUEST_ID_LENGTH = 128
+
+
+def _sane_request_id(raw: bytes | None) -> str | None:
+    """The client's X-Request-ID if it is 1-128 visible ASCII characters, else None."""
+    if raw is None or not 0 < len(raw) <= _MAX_REQUEST_ID_LENGTH:
+        return None
+    if all(0x21 <= byte <= 0x7E for byte in raw):
+        return raw.decode("ascii")
+    return None
 
 
 class TrailingSlashMiddleware:
@@ -13,5 +36,112 @@ class TrailingSlashMiddleware:
         if scope["type"] == "http":
             path: str = scope["path"]
             if len(path) > 1 and path.endswith("/"):
-                scope = {**scope, "path": path.rstrip("/") or "/"}
+                # In place: the outer middleware reads the matched route from this same scope.
+                scope["path"] = path.rstrip("/") or "/"
         await self.app(scope, receive, send)
+
+
+class BodyLimitMiddleware:
+    """413 for a body over `max_bytes`, before it is read into memory.
+
+    A declared Content-Length over the limit is refused without reading anything; a chunked or
+    lying body is counted while the route reads it and cut off at the limit.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._too_large(scope)(scope, receive, send)
+            return
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    # Raised inside the route's body read: the problem handlers render it.
+                    raise HTTPException(413, detail=self._detail)
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+    @property
+    def _detail(self) -> str:
+        return f"The request body is larger than {self.max_bytes} bytes"
+
+    def _too_large(self, scope: Scope) -> ASGIApp:
+        return problem(Request(scope), 413, self._detail, headers={"Connection": "close"})
+
+
+class RequestContextMiddleware:
+    """Request id in and out, one access-log line and the HTTP metrics for every request.
+
+    Outermost, so that every response carries `X-Request-ID` — an unexpected error's 500 too,
+    which it renders itself rather than leaving it to Starlette's ServerErrorMiddleware.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        request_id = _sane_request_id(headers.get(b"x-request-id")) or uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+
+        async def send_with_request_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_started = True
+                message = {
+                    **message,
+                    "headers": [
+                        *message.get("headers", ()),
+                        (b"x-request-id", request_id.encode()),
+                    ],
+                }
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_request_id)
+        except Exception as exc:
+            if response_started:
+                raise
+            response = await unexpected_error(Request(scope), exc)
+            await response(scope, receive, send_with_request_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "<unmatched>"
+            method = scope["method"]
+            access_log.info(
+                "%s %s %d %.1fms",
+                method,
+                template,
+                status,
+                elapsed * 1000,
+                extra={
+                    "method": method,
+                    "route": template,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                },
+            )
+            HTTP_REQUESTS.labels(method, template, status).inc()
+            HTTP_LATENCY.labels(method, template, status).observe(elapsed)
+            request_id_var.reset(token)

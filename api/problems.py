@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.metrics import DATABASE_ERRORS, POOL_TIMEOUTS
 from crud.errors import CatalogError
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -92,15 +93,19 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     # The database's own words can hold SQL and data: they go to the log, never to the client.
     if isinstance(exc, sa_exc.TimeoutError):
         logger.warning("connection pool exhausted on %s %s", request.method, request.url.path)
+        DATABASE_ERRORS.labels("pool_timeout").inc()
+        POOL_TIMEOUTS.inc()
         return _database_unavailable(request)
     assert isinstance(exc, sa_exc.DBAPIError)
     if exc.connection_invalidated or isinstance(
         exc, sa_exc.OperationalError | sa_exc.InterfaceError
     ):
         logger.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+        DATABASE_ERRORS.labels("unavailable").inc()
         return _database_unavailable(request)
     if isinstance(exc, sa_exc.DataError):
         logger.info("value rejected by the database: %s", exc)
+        DATABASE_ERRORS.labels("data").inc()
         return problem(
             request,
             HTTPStatus.UNPROCESSABLE_ENTITY,
@@ -108,11 +113,13 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
         )
     if isinstance(exc, sa_exc.IntegrityError):
         logger.info("constraint violation: %s", exc)
+        DATABASE_ERRORS.labels("integrity").inc()
         return problem(request, HTTPStatus.CONFLICT, "The change conflicts with existing data")
-    return await _unexpected_error(request, exc)
+    DATABASE_ERRORS.labels("other").inc()
+    return await unexpected_error(request, exc)
 
 
-async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem(request, HTTPStatus.INTERNAL_SERVER_ERROR, "An unexpected error occurred")
 
@@ -123,4 +130,4 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(CatalogError, _catalog_error)
     app.add_exception_handler(sa_exc.DBAPIError, _database_error)
     app.add_exception_handler(sa_exc.TimeoutError, _database_error)
-    app.add_exception_handler(Exception, _unexpected_error)
+    app.add_exception_handler(Exception, unexpected_error)

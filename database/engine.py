@@ -27,6 +27,21 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN")
 
 
+def _postgres_connect_args(settings: Settings) -> dict[str, Any]:
+    args: dict[str, Any] = {
+        "connect_timeout": settings.db_connect_timeout,
+        "application_name": "catalog",
+        # Notice a peer that vanished without closing the connection within ~30 s.
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+    }
+    if settings.db_statement_timeout_ms:
+        args["options"] = f"-c statement_timeout={settings.db_statement_timeout_ms}"
+    return args
+
+
 def build_engine(database_url: str, settings: Settings) -> Engine:
     """Create an engine for `database_url` with the pool and driver options this service needs."""
     url = make_url(database_url)
@@ -43,10 +58,7 @@ def build_engine(database_url: str, settings: Settings) -> Engine:
             pool_timeout=settings.db_pool_timeout,
             pool_recycle=settings.db_pool_recycle,
             pool_pre_ping=True,
-            connect_args={
-                "connect_timeout": settings.db_connect_timeout,
-                "application_name": "catalog",
-            },
+            connect_args=_postgres_connect_args(settings),
         )
     engine = create_engine(url, **options)
     if url.get_backend_name() == "sqlite":

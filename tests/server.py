@@ -8,12 +8,13 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import IO
 
 import httpx
 from sqlalchemy import create_engine
 
-from config import PROJECT_DIR
+from config import PROJECT_DIR, normalize_database_url
 from tests.databases import upgrade
 
 
@@ -25,15 +26,26 @@ def free_port() -> int:
 
 
 def migrate(database_url: str) -> None:
-    engine = create_engine(database_url)
+    engine = create_engine(normalize_database_url(database_url))
     with engine.begin() as connection:
         upgrade(connection)
     engine.dispose()
 
 
+@dataclass
+class Service:
+    base_url: str
+    process: subprocess.Popen[str]
+    log: IO[str]
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read()
+
+
 @contextmanager
-def running_service(database_url: str, **settings: str) -> Iterator[str]:
-    """Start `uvicorn main:app` against `database_url`; yield its base URL; stop it after."""
+def service_process(database_url: str, **settings: str) -> Iterator[Service]:
+    """Start `uvicorn main:app` against `database_url` with extra settings; stop it after."""
     port = free_port()
     env = {
         **os.environ,
@@ -41,36 +53,36 @@ def running_service(database_url: str, **settings: str) -> Iterator[str]:
         "LOG_LEVEL": "warning",
         **{name.upper(): value for name, value in settings.items()},
     }
+    command = [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1"]
     # The log goes to a file, not a pipe: a pipe nobody reads fills up and blocks the server.
     with tempfile.TemporaryFile(mode="w+") as log:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "main:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
+            [*command, "--port", str(port)],
             cwd=PROJECT_DIR,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             text=True,
         )
-        base_url = f"http://127.0.0.1:{port}"
+        service = Service(f"http://127.0.0.1:{port}", process, log)
         try:
-            _wait_until_up(base_url, process, log)
-            yield base_url
+            _wait_until_up(service.base_url, process, log)
+            yield service
         finally:
-            process.terminate()
+            if process.poll() is None:
+                process.terminate()
             try:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+@contextmanager
+def running_service(database_url: str, **settings: str) -> Iterator[str]:
+    """Start `uvicorn main:app` against `database_url`; yield its base URL; stop it after."""
+    with service_process(database_url, **settings) as service:
+        yield service.base_url
 
 
 def _wait_until_up(base_url: str, process: subprocess.Popen[str], log: IO[str]) -> None:

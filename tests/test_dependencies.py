@@ -35,8 +35,8 @@ def _count(connection: Connection) -> int:
 def test_each_call_yields_a_new_session_that_is_closed_afterwards(
     test_session_factory: list[Session],
 ) -> None:
-    first = database_dependency.get_database_session()
-    second = database_dependency.get_database_session()
+    first = database_dependency.get_database_session(None)
+    second = database_dependency.get_database_session(None)
     session_a, session_b = next(first), next(second)
 
     assert session_a is not session_b
@@ -54,7 +54,7 @@ def test_each_call_yields_a_new_session_that_is_closed_afterwards(
 def test_error_in_the_request_rolls_back_and_closes(
     test_session_factory: list[Session], connection: Connection
 ) -> None:
-    dependency = database_dependency.get_database_session()
+    dependency = database_dependency.get_database_session(None)
     session = next(dependency)
     session.add(Product(name="Half-done", price=1))
     session.flush()

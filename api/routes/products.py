@@ -3,12 +3,14 @@
 from collections.abc import Sequence
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from pydantic import TypeAdapter
 
 import crud.products as crud
 from api.pagination import cursor_binding, decode_cursor, encode_cursor, page_links
+from dependencies.access import require_write_access
 from dependencies.conditional import IfMatch, IfNoneMatch, etag_for, none_match_hits
+from dependencies.content_type import require_json_body
 from dependencies.database import SessionDep
 from models import Product
 from schemas.listing import ProductQuery
@@ -22,6 +24,10 @@ from schemas.product import (
 )
 
 router = APIRouter(prefix="/products", tags=["products"])
+
+# Writes need an API key (when API_KEYS is set); writes with a body need a JSON body.
+WRITE = [Depends(require_write_access)]
+JSON_WRITE = [*WRITE, Depends(require_json_body)]
 
 ProductId = Annotated[int, Path(ge=1, le=INT4_MAX, description="The product's id.")]
 _products_json = TypeAdapter(list[ProductRead])
@@ -47,7 +53,7 @@ def _products_response(
     return Response(body, status_code=status_code, media_type="application/json", headers=headers)
 
 
-@router.post("", status_code=201, response_model=ProductRead)
+@router.post("", status_code=201, response_model=ProductRead, dependencies=JSON_WRITE)
 def create_product(payload: ProductCreate, db: SessionDep, request: Request) -> Response:
     """Create a product."""
     product = crud.create_product(db, values=payload.model_dump())
@@ -55,7 +61,7 @@ def create_product(payload: ProductCreate, db: SessionDep, request: Request) -> 
     return _product_response(product, status_code=201, headers={"Location": location})
 
 
-@router.post("/bulk", status_code=201, response_model=list[ProductRead])
+@router.post("/bulk", status_code=201, response_model=list[ProductRead], dependencies=JSON_WRITE)
 def create_products(payload: Annotated[ProductBatch, Body()], db: SessionDep) -> Response:
     """Create 1 to 1000 products at once: all of them, or none."""
     products = crud.create_products(db, rows=[item.model_dump() for item in payload])
@@ -103,7 +109,7 @@ def _update(
     return _product_response(product)
 
 
-@router.put("/{product_id}", response_model=ProductRead)
+@router.put("/{product_id}", response_model=ProductRead, dependencies=JSON_WRITE)
 def replace_product(
     product_id: ProductId, payload: ProductUpdate, db: SessionDep, if_match: IfMatch
 ) -> Response:
@@ -111,7 +117,7 @@ def replace_product(
     return _update(db, product_id, payload, if_match)
 
 
-@router.patch("/{product_id}", response_model=ProductRead)
+@router.patch("/{product_id}", response_model=ProductRead, dependencies=JSON_WRITE)
 def patch_product(
     product_id: ProductId, payload: ProductUpdate, db: SessionDep, if_match: IfMatch
 ) -> Response:
@@ -119,7 +125,7 @@ def patch_product(
     return _update(db, product_id, payload, if_match)
 
 
-@router.post("/{product_id}/stock", response_model=ProductRead)
+@router.post("/{product_id}/stock", response_model=ProductRead, dependencies=JSON_WRITE)
 def change_stock(
     product_id: ProductId, payload: StockChange, db: SessionDep, if_match: IfMatch
 ) -> Response:
@@ -128,7 +134,7 @@ def change_stock(
     return _product_response(product)
 
 
-@router.delete("/{product_id}", status_code=204)
+@router.delete("/{product_id}", status_code=204, dependencies=WRITE)
 def delete_product(product_id: ProductId, db: SessionDep, if_match: IfMatch) -> Response:
     """Delete a product."""
     crud.delete_product(db, product_id, expected_versions=if_match)

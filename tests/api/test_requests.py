@@ -1,0 +1,213 @@
+"""Request hygiene: JSON bodies only, bounded bodies, request ids, access logs and metrics."""
+
+import json
+import logging
+import re
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+import anyio
+import pytest
+from fastapi import Depends, FastAPI
+from fastapi.testclient import TestClient
+
+import dependencies.database as database_dependency
+from api.logs import JsonFormatter
+from api.problems import install_problem_handlers
+from config import Settings
+
+ONE_MIB = 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/x-www-form-urlencoded", "application/xml", "multipart/form-data"],
+)
+def test_non_json_body_is_415_problem(client: TestClient, content_type: str) -> None:
+    response = client.post(
+        "/products",
+        content=b'{"name": "Tee", "price": 5}',
+        headers={"Content-Type": content_type},
+    )
+
+    assert response.status_code == 415
+    assert response.headers["content-type"] == "application/problem+json"
+    assert client.get("/products").headers["x-total-count"] == "0"
+
+
+def test_body_without_content_type_is_415(client: TestClient) -> None:
+    response = client.post(
+        "/products", content=b'{"name": "Tee", "price": 5}', headers={"Content-Type": ""}
+    )
+
+    assert response.status_code == 415
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/json; charset=utf-8", "application/merge-patch+json"]
+)
+def test_json_media_types_with_parameters_or_suffix_are_accepted(
+    client: TestClient, content_type: str
+) -> None:
+    response = client.post(
+        "/products", content=b'{"name": "Tee", "price": 5}', headers={"Content-Type": content_type}
+    )
+
+    assert response.status_code == 201
+
+
+def test_body_over_one_mib_is_413_problem(client: TestClient) -> None:
+    body = json.dumps({"name": "Tee", "price": 5, "description": "x" * ONE_MIB}).encode()
+
+    response = client.post("/products", content=body, headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 413
+    assert response.headers["content-type"] == "application/problem+json"
+    assert client.get("/products").headers["x-total-count"] == "0"
+
+
+def test_chunked_body_over_one_mib_is_413_problem(client: TestClient) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"name": "Tee", "price": 5, "description": "'
+        for _ in range(2 * 1024):
+            yield b"x" * 1024
+        yield b'"}'
+
+    response = client.post(
+        "/products", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 413
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_body_of_exactly_the_limit_is_not_413(client: TestClient) -> None:
+    prefix = b'{"name": "Tee", "price": 5, "description": "'
+    body = prefix + b"x" * (ONE_MIB - len(prefix) - 2) + b'"}'
+    assert len(body) == ONE_MIB
+
+    response = client.post("/products", content=body, headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 422  # over 500 characters, but read and validated
+
+
+@pytest.mark.parametrize("path", ["/health", "/products", "/products/999", "/nowhere"])
+def test_every_response_has_a_generated_request_id(client: TestClient, path: str) -> None:
+    response = client.get(path)
+
+    assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"])
+
+
+def test_a_sane_client_request_id_is_echoed(client: TestClient) -> None:
+    request_id = "abc-123_XYZ.~!" + "z" * 114
+    assert len(request_id) == 128
+
+    response = client.get("/health", headers={"X-Request-ID": request_id})
+
+    assert response.headers["x-request-id"] == request_id
+
+
+@pytest.mark.parametrize(
+    "request_id", [b"x" * 129, b"has space", b"tab\tinside", "ünïcode".encode(), b""], ids=repr
+)
+def test_an_insane_client_request_id_is_replaced(client: TestClient, request_id: bytes) -> None:
+    response = client.get("/health", headers={b"X-Request-ID": request_id})
+
+    assert response.status_code == 200
+    assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"])
+
+
+def test_one_access_log_line_per_request_with_route_template(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    product = client.post("/products", json={"name": "Tee", "price": 5}).json()
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="catalog.access"):
+        response = client.get(f"/products/{product['id']}", headers={"X-Request-ID": "trace-42"})
+
+    lines = [record for record in caplog.records if record.name == "catalog.access"]
+    assert len(lines) == 1
+    line: Any = lines[0]
+    assert (line.method, line.route, line.status) == ("GET", "/products/{product_id}", 200)
+    assert line.duration_ms >= 0
+    assert line.request_id == "trace-42"
+    assert response.headers["x-request-id"] == "trace-42"
+
+
+def test_unexpected_error_500_carries_the_request_id(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import crud.products
+
+    def explode(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(crud.products, "get_product", explode)
+
+    response = client.get("/products/1", headers={"X-Request-ID": "req-500"})
+
+    assert response.status_code == 500
+    assert response.headers["x-request-id"] == "req-500"
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_json_log_lines_carry_the_extras() -> None:
+    record = logging.makeLogRecord(
+        {
+            "name": "catalog.access",
+            "msg": "GET %s",
+            "args": ("/x",),
+            "levelno": 20,
+            "levelname": "INFO",
+            "route": "/x",
+            "status": 200,
+        }
+    )
+    record.request_id = "rid-1"
+
+    entry = json.loads(JsonFormatter().format(record))
+
+    assert entry["message"] == "GET /x"
+    assert entry["request_id"] == "rid-1"
+    assert (entry["route"], entry["status"], entry["level"]) == ("/x", 200, "info")
+
+
+def test_metrics_count_requests_by_route_template_and_status(client: TestClient) -> None:
+    product = client.post("/products", json={"name": "Tee", "price": 5}).json()
+    client.get(f"/products/{product['id']}")
+    client.get("/products/999999")
+
+    metrics = client.get("/metrics")
+
+    assert metrics.status_code == 200
+    assert metrics.headers["content-type"].startswith("text/plain")
+    text = metrics.text
+    labels = 'method="GET",route="/products/{product_id}",status="200"'
+    assert re.search(re.escape(f"catalog_http_requests_total{{{labels}}}") + " [1-9]", text)
+    assert 'status="404"' in text
+    assert "catalog_http_request_duration_seconds_bucket" in text
+    assert "catalog_database_pool_checked_out" in text
+    assert "catalog_database_errors_total" in text
+
+
+def test_no_free_connection_within_pool_timeout_is_503(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(database_dependency, "get_settings", lambda: Settings(db_pool_timeout=0.2))
+    probe = FastAPI()
+    install_problem_handlers(probe)
+
+    @probe.get("/needs-db")
+    async def needs_db(
+        _slot: Annotated[None, Depends(database_dependency.database_slot)],
+    ) -> dict[str, str]:
+        return {}
+
+    probe.state.database_slots = anyio.Semaphore(1)
+    with TestClient(probe) as test_client:
+        assert test_client.get("/needs-db").status_code == 200
+        probe.state.database_slots = anyio.Semaphore(0)  # every connection is taken
+        response = test_client.get("/needs-db")
+
+    assert response.status_code == 503
+    assert response.headers["retry-after"]
+    assert response.headers["content-type"] == "application/problem+json"
