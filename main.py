@@ -14,6 +14,7 @@ from api.logs import configure_logging
 from api.metrics import register_pool_metrics
 from api.metrics import router as metrics_router
 from api.middleware import BodyLimitMiddleware, RequestContextMiddleware, TrailingSlashMiddleware
+from api.openapi import install_openapi
 from api.problems import install_problem_handlers
 from api.routes import products, service
 from config import get_settings
@@ -43,10 +44,30 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
     engine.dispose()
 
 
+DESCRIPTION = """
+The product catalog: create, read, list, update and delete products, adjust stock atomically,
+and create up to 1000 products in one all-or-nothing request.
+
+- **Errors** are RFC 9457 `application/problem+json` bodies; a 422 lists every invalid field
+  in `errors`.
+- **Concurrency**: every product has a `version` and an `ETag` (`"<version>"`). Send it back in
+  `If-Match` on `PUT`, `PATCH`, `DELETE` and `stock` to write only if nobody else has (412
+  otherwise); `If-None-Match` on `GET` answers 304 while it is current.
+- **Listing**: filter (`q`, `sku`, `min_price`, `max_price`, `in_stock`), sort (`sort=-price,name`)
+  and page by offset (`skip`) or by cursor (follow the `Link: rel="next"` header).
+  `X-Total-Count` holds the number of matching products.
+- **Writes** need an API key (`Authorization: Bearer <key>` or `X-API-Key`) when the server
+  has `API_KEYS` set; reads are public.
+- Every response carries `X-Request-ID`.
+"""
+
 app = FastAPI(
     title="Catalog",
     version=__version__,
     summary="A product catalog: CRUD on /products, backed by SQLAlchemy and PostgreSQL.",
+    description=DESCRIPTION,
+    # operationIds are the route functions' names: create_product, list_products, ...
+    generate_unique_id_function=lambda route: route.name,
     lifespan=lifespan,
     redirect_slashes=False,
     docs_url=None,
@@ -77,6 +98,7 @@ app.include_router(service.router)
 app.include_router(products.router)
 app.include_router(metrics_router)
 install_offline_docs(app)
+install_openapi(app)
 register_pool_metrics(engine)
 
 

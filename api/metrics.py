@@ -57,7 +57,11 @@ def register_pool_metrics(engine: Engine) -> None:
 router = APIRouter(tags=["service"])
 
 
-@router.get("/metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
+)
 def metrics() -> Response:
     """Prometheus metrics, in the text exposition format."""
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

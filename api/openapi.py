@@ -53,6 +53,33 @@ _ERROR_HEADERS: dict[int, dict[str, Any]] = {
 }
 
 
+def _links_to_the_product(id_expression: str) -> dict[str, Any]:
+    """OpenAPI links from a response naming a product to what a client does next with it."""
+    by_id = {"product_id": id_expression}
+    with_etag = {**by_id, "header.If-Match": "$response.header.ETag"}
+    return {
+        "ReadProduct": {"operationId": "read_product", "parameters": by_id},
+        "ReplaceProduct": {"operationId": "replace_product", "parameters": with_etag},
+        "PatchProduct": {"operationId": "patch_product", "parameters": with_etag},
+        "ChangeStock": {"operationId": "change_stock", "parameters": with_etag},
+        "DeleteProduct": {"operationId": "delete_product", "parameters": with_etag},
+    }
+
+
+# (operationId, status) -> links: the flows a stateful client (or fuzzer) can follow.
+_LINKS = {
+    ("create_product", "201"): _links_to_the_product("$response.body#/id"),
+    ("read_product", "200"): _links_to_the_product("$response.body#/id"),
+    ("patch_product", "200"): _links_to_the_product("$response.body#/id"),
+    ("create_products", "201"): {
+        "ReadFirstProduct": {
+            "operationId": "read_product",
+            "parameters": {"product_id": "$response.body#/0/id"},
+        }
+    },
+}
+
+
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """`responses=` entries for the error statuses an operation can answer."""
     return {
@@ -100,12 +127,18 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
 
     for path_item in document["paths"].values():
         for method, operation in path_item.items():
+            # A route's one-line docstring is its summary (FastAPI would title-case its name).
+            docstring = operation.get("description", "")
+            if docstring and "\n" not in docstring:
+                operation["summary"] = operation.pop("description")
             for status, response in operation["responses"].items():
                 if int(status) >= 400:
                     response["content"] = {PROBLEM_MEDIA_TYPE: {"schema": _PROBLEM_REF}}
                     if int(status) == 422:
                         response["description"] = f"Unprocessable Content. {_WHY[422]}"
                 response.setdefault("headers", {}).update(REQUEST_ID_HEADER)
+                if links := _LINKS.get((operation["operationId"], status)):
+                    response["links"] = links
             body = operation.get("requestBody", {}).get("content", {})
             if method == "patch" and "application/json" in body:
                 body["application/merge-patch+json"] = body["application/json"]

@@ -3,21 +3,30 @@
 from decimal import Decimal
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
-from schemas.product import INT4_MAX, PRICE_MAX
+from schemas.product import FILTER_TEXT_PATTERN, INT4_MAX, PRICE_MAX, reject_control_characters
 
 SortField = Literal["id", "name", "price", "quantity", "created_at", "updated_at"]
 SORT_FIELDS: tuple[str, ...] = get_args(SortField)
 LIST_LIMIT_MAX = 1000
 
 _SORT_PATTERN = rf"^-?({'|'.join(SORT_FIELDS)})(,-?({'|'.join(SORT_FIELDS)}))*$"
-_NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f-\x9f]*$"
 
 FilterPrice = Annotated[
     Decimal,
     Field(ge=0, le=PRICE_MAX, allow_inf_nan=False, max_digits=12, decimal_places=2),
+    WithJsonSchema(
+        {"type": "number", "minimum": 0, "maximum": float(PRICE_MAX), "multipleOf": 0.01}
+    ),
 ]
 
 
@@ -43,7 +52,7 @@ class ProductQuery(BaseModel):
         default=None,
         min_length=1,
         max_length=200,
-        pattern=_NO_CONTROL_CHARACTERS,
+        json_schema_extra={"pattern": FILTER_TEXT_PATTERN},
         description="Case-insensitive substring of `name` or `description`.",
     )
     sku: str | None = Field(
@@ -64,6 +73,12 @@ class ProductQuery(BaseModel):
         ),
         examples=["-price,name"],
     )
+
+    @field_validator("q", mode="before")
+    @classmethod
+    def _printable_text(cls, value: object) -> object:
+        # pydantic's own `pattern` runs on a regex engine without surrogates: checked here.
+        return reject_control_characters(value)
 
     @field_validator("sort")
     @classmethod

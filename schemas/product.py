@@ -27,20 +27,39 @@ INT4_MAX = 2_147_483_647
 PRICE_MAX = Decimal("99999999.99")
 READ_ONLY_FIELDS = frozenset({"id", "version", "created_at", "updated_at"})
 
-_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Lone UTF-16 surrogates can arrive through JSON escapes ("\ud800") but cannot be stored as
+# UTF-8: every text field refuses them, like the control characters a name may not contain.
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+_CONTROL = r"\x00-\x1f\x7f-\x9f\ud800-\udfff"
+# No control characters, and not blank: at least one character besides whitespace.
+NAME_PATTERN = rf"^[^{_CONTROL}]*[^\s{_CONTROL}][^{_CONTROL}]*$"
+FILTER_TEXT_PATTERN = rf"^[^{_CONTROL}]*$"
+TEXT_PATTERN = r"^[^\x00\ud800-\udfff]*$"
 
 
-def _reject_control_characters(value: Any) -> Any:
+def reject_control_characters(value: Any) -> Any:
     if isinstance(value, str) and _CONTROL_CHARACTERS.search(value):
         raise PydanticCustomError(
-            "string_control_characters", "String should not contain control characters"
+            "string_control_characters",
+            "String should not contain control characters or lone surrogates",
         )
     return value
 
 
-def _reject_nul(value: Any) -> Any:
-    if isinstance(value, str) and "\x00" in value:
-        raise PydanticCustomError("string_nul", "String should not contain NUL characters")
+def _reject_unstorable(value: Any) -> Any:
+    if isinstance(value, str) and _UNSTORABLE.search(value):
+        raise PydanticCustomError(
+            "string_unstorable", "String should not contain NUL characters or lone surrogates"
+        )
+    return value
+
+
+def _integral(value: Any) -> Any:
+    # JSON does not tell 7 from 7.0, and JSON Schema calls both integers: accept a float with
+    # no fractional part as the integer it is; anything else goes on to the strict check.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     return value
 
 
@@ -73,13 +92,13 @@ Name = Annotated[
     StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=NAME_MAX_LENGTH),
     # Listed after the constraints so that it runs first, on the raw input; listed before them,
     # pydantic would check the length before stripping.
-    BeforeValidator(_reject_control_characters),
+    BeforeValidator(reject_control_characters),
     WithJsonSchema(
         {
             "type": "string",
             "minLength": 1,
             "maxLength": NAME_MAX_LENGTH,
-            "pattern": r"^[^\x00-\x1f\x7f-\x9f]*$",
+            "pattern": NAME_PATTERN,
             "description": "Trimmed of surrounding whitespace; no control characters.",
             "examples": ["Red T-shirt"],
         }
@@ -88,9 +107,9 @@ Name = Annotated[
 Description = Annotated[
     str,
     StringConstraints(strict=True, max_length=DESCRIPTION_MAX_LENGTH),
-    BeforeValidator(_reject_nul),
+    BeforeValidator(_reject_unstorable),
     WithJsonSchema(
-        {"type": "string", "maxLength": DESCRIPTION_MAX_LENGTH, "pattern": r"^[^\x00]*$"}
+        {"type": "string", "maxLength": DESCRIPTION_MAX_LENGTH, "pattern": TEXT_PATTERN}
     ),
 ]
 _PRICE_SCHEMA = {
@@ -108,7 +127,9 @@ Price = Annotated[
     PlainSerializer(_decimal_as_json_number, return_type=float, when_used="json"),
     WithJsonSchema(_PRICE_SCHEMA),
 ]
-Quantity = Annotated[int, Field(strict=True, ge=0, le=INT4_MAX, examples=[10])]
+Quantity = Annotated[
+    int, Field(strict=True, ge=0, le=INT4_MAX, examples=[10]), BeforeValidator(_integral)
+]
 Timestamp = Annotated[
     datetime,
     PlainSerializer(_utc_rfc3339, return_type=str, when_used="json"),
@@ -205,6 +226,7 @@ class StockChange(BaseModel):
             json_schema_extra={"not": {"const": 0}},
         ),
         AfterValidator(_reject_zero),
+        BeforeValidator(_integral),
     ]
 
 

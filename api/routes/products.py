@@ -7,6 +7,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from pydantic import TypeAdapter
 
 import crud.products as crud
+from api.openapi import ETAG_HEADER, LIST_HEADERS, LOCATION_HEADER, problem_responses
 from api.pagination import cursor_binding, decode_cursor, encode_cursor, page_links
 from dependencies.access import require_write_access
 from dependencies.conditional import IfMatch, IfNoneMatch, etag_for, none_match_hits
@@ -28,6 +29,10 @@ router = APIRouter(prefix="/products", tags=["products"])
 # Writes need an API key (when API_KEYS is set); writes with a body need a JSON body.
 WRITE = [Depends(require_write_access)]
 JSON_WRITE = [*WRITE, Depends(require_json_body)]
+UPDATE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The product after the change.", "headers": ETAG_HEADER},
+    **problem_responses(400, 401, 404, 409, 412, 413, 415, 422, 503),
+}
 
 ProductId = Annotated[int, Path(ge=1, le=INT4_MAX, description="The product's id.")]
 _products_json = TypeAdapter(list[ProductRead])
@@ -53,7 +58,16 @@ def _products_response(
     return Response(body, status_code=status_code, media_type="application/json", headers=headers)
 
 
-@router.post("", status_code=201, response_model=ProductRead, dependencies=JSON_WRITE)
+@router.post(
+    "",
+    status_code=201,
+    response_model=ProductRead,
+    dependencies=JSON_WRITE,
+    responses={
+        201: {"description": "Created.", "headers": {**LOCATION_HEADER, **ETAG_HEADER}},
+        **problem_responses(400, 401, 409, 413, 415, 422, 503),
+    },
+)
 def create_product(payload: ProductCreate, db: SessionDep, request: Request) -> Response:
     """Create a product."""
     product = crud.create_product(db, values=payload.model_dump())
@@ -61,14 +75,30 @@ def create_product(payload: ProductCreate, db: SessionDep, request: Request) -> 
     return _product_response(product, status_code=201, headers={"Location": location})
 
 
-@router.post("/bulk", status_code=201, response_model=list[ProductRead], dependencies=JSON_WRITE)
+@router.post(
+    "/bulk",
+    status_code=201,
+    response_model=list[ProductRead],
+    dependencies=JSON_WRITE,
+    responses={
+        201: {"description": "Created, in request order."},
+        **problem_responses(400, 401, 409, 413, 415, 422, 503),
+    },
+)
 def create_products(payload: Annotated[ProductBatch, Body()], db: SessionDep) -> Response:
     """Create 1 to 1000 products at once: all of them, or none."""
     products = crud.create_products(db, rows=[item.model_dump() for item in payload])
     return _products_response(products, status_code=201)
 
 
-@router.get("", response_model=list[ProductRead])
+@router.get(
+    "",
+    response_model=list[ProductRead],
+    responses={
+        200: {"description": "One page of products.", "headers": LIST_HEADERS},
+        **problem_responses(422, 503),
+    },
+)
 def list_products(
     request: Request, db: SessionDep, query: Annotated[ProductQuery, Query()]
 ) -> Response:
@@ -92,7 +122,18 @@ def list_products(
     return _products_response(page, headers=headers)
 
 
-@router.get("/{product_id}", response_model=ProductRead)
+@router.get(
+    "/{product_id}",
+    response_model=ProductRead,
+    responses={
+        200: {"description": "The product.", "headers": ETAG_HEADER},
+        304: {
+            "description": "Not Modified: `If-None-Match` names the current ETag.",
+            "headers": ETAG_HEADER,
+        },
+        **problem_responses(404, 422, 503),
+    },
+)
 def read_product(product_id: ProductId, db: SessionDep, if_none_match: IfNoneMatch) -> Response:
     """Read one product."""
     product = crud.get_product(db, product_id)
@@ -109,7 +150,12 @@ def _update(
     return _product_response(product)
 
 
-@router.put("/{product_id}", response_model=ProductRead, dependencies=JSON_WRITE)
+@router.put(
+    "/{product_id}",
+    response_model=ProductRead,
+    dependencies=JSON_WRITE,
+    responses=UPDATE_RESPONSES,
+)
 def replace_product(
     product_id: ProductId, payload: ProductUpdate, db: SessionDep, if_match: IfMatch
 ) -> Response:
@@ -117,7 +163,12 @@ def replace_product(
     return _update(db, product_id, payload, if_match)
 
 
-@router.patch("/{product_id}", response_model=ProductRead, dependencies=JSON_WRITE)
+@router.patch(
+    "/{product_id}",
+    response_model=ProductRead,
+    dependencies=JSON_WRITE,
+    responses=UPDATE_RESPONSES,
+)
 def patch_product(
     product_id: ProductId, payload: ProductUpdate, db: SessionDep, if_match: IfMatch
 ) -> Response:
@@ -125,7 +176,12 @@ def patch_product(
     return _update(db, product_id, payload, if_match)
 
 
-@router.post("/{product_id}/stock", response_model=ProductRead, dependencies=JSON_WRITE)
+@router.post(
+    "/{product_id}/stock",
+    response_model=ProductRead,
+    dependencies=JSON_WRITE,
+    responses=UPDATE_RESPONSES,
+)
 def change_stock(
     product_id: ProductId, payload: StockChange, db: SessionDep, if_match: IfMatch
 ) -> Response:
@@ -134,7 +190,12 @@ def change_stock(
     return _product_response(product)
 
 
-@router.delete("/{product_id}", status_code=204, dependencies=WRITE)
+@router.delete(
+    "/{product_id}",
+    status_code=204,
+    dependencies=WRITE,
+    responses={204: {"description": "Deleted."}, **problem_responses(401, 404, 412, 422, 503)},
+)
 def delete_product(product_id: ProductId, db: SessionDep, if_match: IfMatch) -> Response:
     """Delete a product."""
     crud.delete_product(db, product_id, expected_versions=if_match)

@@ -5,6 +5,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from sqlalchemy import text
 
+from api.openapi import problem_responses
 from dependencies.database import SessionDep
 
 router = APIRouter(tags=["service"])
@@ -32,7 +33,7 @@ def health() -> dict[str, str]:
     return {"status": "healthy"}
 
 
-@router.get("/health/ready")
+@router.get("/health/ready", responses=problem_responses(503))
 def ready(db: SessionDep) -> dict[str, str]:
     """Readiness: 200 only when the database answers, 503 otherwise."""
     db.execute(text("SELECT 1"))
