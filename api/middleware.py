@@ -127,7 +127,8 @@ class RequestContextMiddleware:
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
-            template = getattr(route, "path", None) or "<unmatched>"
+            # The template as documented: `/products/{product_id}`, without `:int`.
+            template = getattr(route, "path_format", None) or "<unmatched>"
             method = scope["method"]
             access_log.info(
                 "%s %s %d %.1fms",

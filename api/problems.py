@@ -47,11 +47,18 @@ def _describe(loc: tuple[Any, ...]) -> str:
 
 
 def _allowed_methods(request: Request) -> str:
-    """Every method the API documents for this path (Starlette's 405 names one route's only)."""
-    methods: set[str] = set()
-    for template, operations in request.app.openapi()["paths"].items():
-        if re.fullmatch(re.sub(r"\{[^}]+\}", "[^/]+", template), request.url.path):
-            methods |= {method.upper() for method in operations}
+    """Every method the API documents for this path (Starlette's 405 names one route's only).
+
+    As in OpenAPI, a concrete path (`/products/bulk`) wins over a templated one that also
+    matches it (`/products/{product_id}`).
+    """
+    matches = [
+        (template, operations)
+        for template, operations in request.app.openapi()["paths"].items()
+        if re.fullmatch(re.sub(r"\{[^}]+\}", "[^/]+", template), request.url.path)
+    ]
+    concrete = [(template, ops) for template, ops in matches if "{" not in template]
+    methods = {method.upper() for _, operations in concrete or matches for method in operations}
     return ", ".join(sorted(methods))
 
 

@@ -4,7 +4,7 @@ import hashlib
 import hmac
 from typing import Annotated
 
-from fastapi import Depends, HTTPException
+from fastapi import Depends, HTTPException, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from config import Settings, get_settings
@@ -27,15 +27,22 @@ def _is_known(presented: str, keys: list[str]) -> bool:
 
 
 def require_write_access(
+    request: Request,
     settings: Annotated[Settings, Depends(get_settings)],
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     api_key: Annotated[str | None, Depends(_api_key_header)],
 ) -> None:
-    """401 unless `API_KEYS` is empty or the request carries one of its keys."""
+    """401 unless `API_KEYS` is empty, or the request carries a key and every key it carries is
+    valid (a wrong `Authorization` is not excused by a right `X-API-Key`, or the other way)."""
     if not settings.api_keys:
         return
-    presented = bearer.credentials if bearer is not None else api_key
-    if presented is None or not _is_known(presented, settings.api_keys):
+    presented: list[str | None] = []
+    if "authorization" in request.headers:
+        presented.append(bearer.credentials if bearer is not None else None)  # None: not Bearer
+    if api_key is not None:
+        presented.append(api_key)
+    valid = [key is not None and _is_known(key, settings.api_keys) for key in presented]
+    if not valid or not all(valid):
         raise HTTPException(
             status_code=401,
             detail="A valid API key is required for writes "

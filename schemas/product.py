@@ -31,11 +31,12 @@ READ_ONLY_FIELDS = frozenset({"id", "version", "created_at", "updated_at"})
 # UTF-8: every text field refuses them, like the control characters a name may not contain.
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
-_CONTROL = r"\x00-\x1f\x7f-\x9f\ud800-\udfff"
+# The documented patterns (lone surrogates are not characters: JSON Schema need not name them).
 # No control characters, and not blank: at least one character besides whitespace.
+_CONTROL = r"\x00-\x1f\x7f-\x9f"
 NAME_PATTERN = rf"^[^{_CONTROL}]*[^\s{_CONTROL}][^{_CONTROL}]*$"
 FILTER_TEXT_PATTERN = rf"^[^{_CONTROL}]*$"
-TEXT_PATTERN = r"^[^\x00\ud800-\udfff]*$"
+TEXT_PATTERN = r"^[^\x00]*$"
 
 
 def reject_control_characters(value: Any) -> Any:

@@ -123,7 +123,7 @@ def list_products(
 
 
 @router.get(
-    "/{product_id}",
+    "/{product_id:int}",
     response_model=ProductRead,
     responses={
         200: {"description": "The product.", "headers": ETAG_HEADER},
@@ -151,7 +151,7 @@ def _update(
 
 
 @router.put(
-    "/{product_id}",
+    "/{product_id:int}",
     response_model=ProductRead,
     dependencies=JSON_WRITE,
     responses=UPDATE_RESPONSES,
@@ -164,7 +164,7 @@ def replace_product(
 
 
 @router.patch(
-    "/{product_id}",
+    "/{product_id:int}",
     response_model=ProductRead,
     dependencies=JSON_WRITE,
     responses=UPDATE_RESPONSES,
@@ -177,7 +177,7 @@ def patch_product(
 
 
 @router.post(
-    "/{product_id}/stock",
+    "/{product_id:int}/stock",
     response_model=ProductRead,
     dependencies=JSON_WRITE,
     responses=UPDATE_RESPONSES,
@@ -191,7 +191,7 @@ def change_stock(
 
 
 @router.delete(
-    "/{product_id}",
+    "/{product_id:int}",
     status_code=204,
     dependencies=WRITE,
     responses={204: {"description": "Deleted."}, **problem_responses(401, 404, 412, 422, 503)},

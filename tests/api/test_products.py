@@ -128,14 +128,26 @@ def test_read_missing_product_returns_404_problem(client: TestClient) -> None:
     assert set(problem) >= {"type", "title", "status", "detail", "instance"}
 
 
-@pytest.mark.parametrize("product_id", ["0", "-1", "2147483648", "99999999999999999999", "abc"])
-def test_read_product_with_id_outside_int4_is_422_not_500(
-    client: TestClient, product_id: str
+@pytest.mark.parametrize(
+    ("product_id", "status"),
+    [("0", 422), ("2147483648", 422), ("99999999999999999999", 422), ("-1", 404), ("abc", 404)],
+)
+def test_read_product_with_id_outside_int4_is_4xx_not_500(
+    client: TestClient, product_id: str, status: int
 ) -> None:
+    # Digits that are out of range are an invalid id (422); anything else is no product path.
     response = client.get(f"/products/{product_id}")
 
-    assert response.status_code == 422
+    assert response.status_code == status
     assert response.headers["content-type"] == PROBLEM
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE"])
+def test_other_methods_on_bulk_are_405_allowing_post(client: TestClient, method: str) -> None:
+    response = client.request(method, "/products/bulk")
+
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
 
 
 def test_read_with_matching_if_none_match_returns_304(
