@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/catalog_test
 
 .DEFAULT_GOAL := help
-.PHONY: help run migrate test test-sqlite test-postgres lint format bench-listing
+.PHONY: help run migrate test test-sqlite test-postgres lint format bench-listing openapi
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -52,3 +52,6 @@ lint: $(VENV)/.dev-installed ## ruff check, ruff format --check, mypy --strict
 format: $(VENV)/.dev-installed ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+openapi: $(VENV)/.dev-installed ## Refresh the committed OpenAPI snapshot (openapi.json)
+	$(BIN)/python -c "import json, main; print(json.dumps(main.app.openapi(), indent=2, ensure_ascii=False))" > openapi.json

@@ -1,0 +1,107 @@
+"""The OpenAPI document: valid, complete, and committed (openapi.json) so changes show in review."""
+
+import json
+from typing import Any
+
+import pytest
+from openapi_spec_validator import validate
+
+from config import PROJECT_DIR
+from main import app
+
+SNAPSHOT = PROJECT_DIR / "openapi.json"
+DOCUMENT: dict[str, Any] = app.openapi()
+OPERATIONS = [
+    (path, method, operation)
+    for path, item in DOCUMENT["paths"].items()
+    for method, operation in item.items()
+]
+WRITES = [(p, m, o) for p, m, o in OPERATIONS if m in ("post", "put", "patch", "delete")]
+
+
+def test_live_document_matches_the_committed_snapshot() -> None:
+    committed = json.loads(SNAPSHOT.read_text(encoding="utf-8"))
+
+    assert committed == DOCUMENT, (
+        "The API changed: review the difference, then refresh the snapshot with `make openapi`."
+    )
+
+
+def test_document_is_valid_openapi() -> None:
+    validate(DOCUMENT)
+
+
+def test_operation_ids_are_unique_and_readable() -> None:
+    ids = [operation["operationId"] for _, _, operation in OPERATIONS]
+
+    assert len(ids) == len(set(ids))
+    assert all(identifier.isidentifier() and "__" not in identifier for identifier in ids)
+    assert {"create_product", "list_products", "read_product", "patch_product"} <= set(ids)
+
+
+def test_every_operation_has_a_one_line_summary() -> None:
+    for path, method, operation in OPERATIONS:
+        assert operation["summary"] and "\n" not in operation["summary"], (path, method)
+
+
+def test_named_schemas_exist() -> None:
+    assert {"Product", "ProductCreate", "ProductUpdate", "StockChange", "Problem"} <= set(
+        DOCUMENT["components"]["schemas"]
+    )
+
+
+def test_price_is_a_number_everywhere() -> None:
+    for name in ("Product", "ProductCreate", "ProductUpdate"):
+        assert DOCUMENT["components"]["schemas"][name]["properties"]["price"]["type"] == "number"
+
+
+@pytest.mark.parametrize(("path", "method", "operation"), OPERATIONS, ids=lambda x: str(x)[:30])
+def test_every_error_is_a_problem_and_every_response_has_a_request_id(
+    path: str, method: str, operation: dict[str, Any]
+) -> None:
+    for status, response in operation["responses"].items():
+        assert "X-Request-ID" in response["headers"], (path, method, status)
+        if int(status) >= 400:
+            assert response["content"] == {
+                "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+            }, (path, method, status)
+
+
+@pytest.mark.parametrize(("path", "method", "operation"), WRITES, ids=lambda x: str(x)[:30])
+def test_every_write_documents_auth_and_its_failure(
+    path: str, method: str, operation: dict[str, Any]
+) -> None:
+    assert operation["security"] == [{"HTTPBearer": []}, {"APIKeyHeader": []}]
+    assert "401" in operation["responses"]
+    assert "WWW-Authenticate" in operation["responses"]["401"]["headers"]
+    if "requestBody" in operation:
+        assert {"400", "413", "415", "422"} <= set(operation["responses"]), (path, method)
+
+
+def test_the_statuses_and_headers_of_the_product_operations() -> None:
+    paths = DOCUMENT["paths"]
+    create = paths["/products"]["post"]["responses"]
+    assert {"201", "400", "401", "409", "413", "415", "422", "503"} == set(create)
+    assert {"Location", "ETag"} <= set(create["201"]["headers"])
+    listing = paths["/products"]["get"]["responses"]
+    assert listing["200"]["content"]["application/json"]["schema"]["type"] == "array"
+    assert {"X-Total-Count", "Link"} <= set(listing["200"]["headers"])
+    read = paths["/products/{product_id}"]["get"]["responses"]
+    assert {"200", "304", "404", "422", "503"} == set(read)
+    patch = paths["/products/{product_id}"]["patch"]
+    assert {"409", "412"} <= set(patch["responses"])
+    assert set(patch["requestBody"]["content"]) == {
+        "application/json",
+        "application/merge-patch+json",
+    }
+    assert "Retry-After" in create["503"]["headers"]
+
+
+def test_request_bodies_have_examples() -> None:
+    for name in ("ProductCreate", "ProductUpdate", "StockChange"):
+        assert DOCUMENT["components"]["schemas"][name]["examples"], name
+
+
+def test_docs_page_describes_the_service() -> None:
+    assert "If-Match" in DOCUMENT["info"]["description"]
+    assert DOCUMENT["info"]["summary"]
