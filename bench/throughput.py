@@ -1,0 +1,258 @@
+"""Throughput and tail latency of the service beside two reference apps, measured with wrk.
+
+    make bench      # or: .venv/bin/python bench/throughput.py [--duration 15] [--rounds 3]
+
+Loads 10,000 products into BENCH_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/
+catalog_perf), then for 1 and 2 uvicorn workers starts three apps against it on 127.0.0.1 —
+the service (main:app, default settings), bench/reference/psycopg2_app.py (hand-written
+psycopg2) and bench/reference/starlette_app.py (bare Starlette, constants) — and runs wrk
+(2 threads, 32 connections) on each scenario, interleaving the apps so that every ratio comes
+from the same moment. Medians of the rounds, with min-max, go to bench/results/throughput.md
+and throughput.png. `--soak 300` adds a 5-minute mixed run of the service and reports each
+worker's RSS at its start and end.
+"""
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+BENCH = Path(__file__).resolve().parent
+PROJECT_DIR = BENCH.parent
+sys.path.insert(0, str(PROJECT_DIR))
+
+from bench.load_catalog import load  # noqa: E402
+from config import normalize_database_url  # noqa: E402
+from tests.server import free_port  # noqa: E402
+
+DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/catalog_perf"
+PRODUCTS = 10_000
+APPS = {
+    "catalog": ("main:app", PROJECT_DIR),
+    "psycopg2 (hand-written)": ("psycopg2_app:app", BENCH / "reference"),
+    "starlette (constant)": ("starlette_app:app", BENCH / "reference"),
+}
+SCENARIOS = {
+    "GET one": "get_one.lua",
+    "list 100": "list_100.lua",
+    "POST": "post.lua",
+    "PATCH": "patch.lua",
+    "mixed 80/20": "mixed.lua",
+}
+
+
+@dataclass
+class Run:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+@contextmanager
+def serve(app: str, cwd: Path, workers: int, database_url: str) -> Iterator[tuple[str, int]]:
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": database_url, "PRODUCTS": str(PRODUCTS)}
+    command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--workers", str(workers), "--no-access-log", "--log-level", "warning"]
+    process = subprocess.Popen(command, cwd=cwd, env=env, start_new_session=True)
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(f"{base_url}/products/1", timeout=1)
+            break
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    try:
+        yield base_url, process.pid
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(value) * _UNITS[unit]
+
+
+def wrk(base_url: str, script: str, duration: int, connections: int = 32) -> Run:
+    output = subprocess.run(
+        [
+            "wrk",
+            "-t2",
+            f"-c{connections}",
+            f"-d{duration}s",
+            "--latency",
+            "-s",
+            str(BENCH / "wrk" / script),
+            base_url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PRODUCTS": str(PRODUCTS)},
+    ).stdout
+    percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", output, re.MULTILINE))
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    socket = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    errors = int(non_2xx.group(1)) if non_2xx else 0
+    errors += sum(int(n) for n in socket.groups()) if socket else 0
+    return Run(
+        rps=float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),  # type: ignore[union-attr]
+        p50_ms=_ms(percentiles["50"]),
+        p99_ms=_ms(percentiles["99"]),
+        errors=errors,
+    )
+
+
+def _rss_mib(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
+
+
+def _workers_of(master: int) -> list[int]:
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    return [int(pid) for pid in children]
+
+
+def soak(database_url: str, seconds: int) -> list[tuple[int, float, float]]:
+    with serve("main:app", PROJECT_DIR, 2, database_url) as (base_url, master):
+        wrk(base_url, "mixed.lua", 20)  # warm-up: pools full, caches hot
+        workers = _workers_of(master)
+        start = {pid: _rss_mib(pid) for pid in workers}
+        wrk(base_url, "mixed.lua", seconds)
+        return [(pid, start[pid], _rss_mib(pid)) for pid in workers]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--apps", nargs="+", default=list(APPS))
+    parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS))
+    parser.add_argument("--soak", type=int, default=0, help="seconds of the RSS soak run")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is missing: apt-get install -y wrk")
+    url = normalize_database_url(os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL))
+    print(f"loading {PRODUCTS:,} products ...", flush=True)
+    load(url, PRODUCTS)
+
+    results: dict[tuple[int, str, str], list[Run]] = defaultdict(list)
+    for workers in args.workers:
+        with ExitStack() as stack:
+            servers = {
+                name: stack.enter_context(serve(*APPS[name], workers, url))[0] for name in args.apps
+            }
+            for round_ in range(args.rounds):
+                for scenario in args.scenarios:
+                    for name, base_url in servers.items():
+                        run = wrk(base_url, SCENARIOS[scenario], args.duration)
+                        results[(workers, scenario, name)].append(run)
+                        print(
+                            f"{workers}w r{round_ + 1} {scenario:<12} {name:<24} "
+                            f"{run.rps:9.0f} req/s  p50 {run.p50_ms:7.2f} ms  "
+                            f"p99 {run.p99_ms:7.2f} ms  errors {run.errors}",
+                            flush=True,
+                        )
+    report(results, args)
+    if args.soak:
+        lines = [
+            "",
+            f"Soak: 2 workers, mixed 80/20 for {args.soak} s at 32 connections.",
+            "",
+            "| worker | RSS at start MiB | RSS at end MiB |",
+            "|---|---:|---:|",
+        ]
+        lines += [f"| {pid} | {a:.1f} | {b:.1f} |" for pid, a, b in soak(url, args.soak)]
+        with (BENCH / "results" / "throughput.md").open("a") as file:
+            file.write("\n".join(lines) + "\n")
+        print("\n".join(lines))
+
+
+def report(results: dict[tuple[int, str, str], list[Run]], args: argparse.Namespace) -> None:
+    reference = "psycopg2 (hand-written)"
+    cpu = re.search(r"model name\s+:\s+(.*)", Path("/proc/cpuinfo").read_text())
+    lines = [
+        f"`make bench`: wrk -t2 -c32 -d{args.duration}s, {args.rounds} rounds (median, min-max), "
+        f"{PRODUCTS:,} products, PostgreSQL on the same host; {os.cpu_count()} cores "
+        f"({cpu.group(1) if cpu else 'unknown CPU'}).",
+        "",
+        "| workers | scenario | app | req/s (min-max) | p50 ms | p99 ms | p99/p50 | errors "
+        "| vs psycopg2 |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for (workers, scenario, name), runs in results.items():
+        rps = [run.rps for run in runs]
+        p50 = statistics.median(run.p50_ms for run in runs)
+        p99 = statistics.median(run.p99_ms for run in runs)
+        base = results.get((workers, scenario, reference))
+        ratio = statistics.median(rps) / statistics.median(r.rps for r in base) if base else 0
+        lines.append(
+            f"| {workers} | {scenario} | {name} | {statistics.median(rps):,.0f} "
+            f"({min(rps):,.0f}-{max(rps):,.0f}) | {p50:.2f} | {p99:.2f} | {p99 / p50:.1f} "
+            f"| {sum(run.errors for run in runs)} | {ratio:.2f} |"
+        )
+    out = BENCH / "results"
+    out.mkdir(exist_ok=True)
+    (out / "throughput.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+    _chart(results, out / "throughput.png", args)
+
+
+def _chart(
+    results: dict[tuple[int, str, str], list[Run]], path: Path, args: argparse.Namespace
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(
+        1, len(args.workers), figsize=(6 * len(args.workers), 4.5), squeeze=False
+    )
+    width = 0.8 / len(args.apps)
+    for column, workers in enumerate(args.workers):
+        axis = axes[0][column]
+        for index, name in enumerate(args.apps):
+            medians = [
+                statistics.median(r.rps for r in results[(workers, s, name)])
+                for s in args.scenarios
+            ]
+            axis.bar(
+                [x + index * width for x in range(len(args.scenarios))], medians, width, label=name
+            )
+        axis.set_xticks(
+            [x + width * (len(args.apps) - 1) / 2 for x in range(len(args.scenarios))],
+            args.scenarios,
+        )
+        axis.set_title(f"{workers} uvicorn worker{'s' if workers > 1 else ''}")
+        axis.set_ylabel("requests per second (median of rounds)")
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    main()
