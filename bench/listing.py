@@ -95,7 +95,6 @@ def _plans(database_url: str, params: dict[str, Any]) -> list[str]:
             limit=query.limit + 1,
             **query.filters(),
         )
-        crud.count_products(session, **query.filters())
     plans = []
     with engine.connect() as connection:
         cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]

@@ -13,8 +13,11 @@ from typing import Any, NoReturn
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    Connection,
+    Row,
     Select,
     and_,
+    bindparam,
     cast,
     delete,
     func,
@@ -95,6 +98,29 @@ def _write_one(
         if row is None:
             session.rollback()
             _explain_no_match(session, product_id, expected_versions=expected_versions, delta=delta)
+    return row
+
+
+# The hot reads select plain rows (same attribute names as `Product`) with Core statements on
+# the session's connection: no ORM compile step, identity map or instance state per row.
+_ROW = select(*Product.__table__.c)
+_ROW_BY_ID = _ROW.where(Product.id == bindparam("product_id"))
+
+
+@contextmanager
+def _reading(session: Session) -> Iterator[Connection]:
+    """The session's connection for a few reads; their transaction ends here, on the route's
+    worker thread, so the session dependency closes the session without a database round trip."""
+    yield session.connection()
+    session.commit()
+
+
+def read_product(session: Session, product_id: int) -> Row[Any]:
+    """One product as a row; `ProductNotFound` if there is none."""
+    with _reading(session) as connection:
+        row = connection.execute(_ROW_BY_ID, {"product_id": product_id}).one_or_none()
+    if row is None:
+        raise ProductNotFound(product_id)
     return row
 
 
@@ -182,22 +208,22 @@ def list_products(
     skip: int = 0,
     limit: int,
     **filters: Any,
-) -> Sequence[Product]:
-    """One page in `sort` order: offset paging with `skip`, keyset paging with `after`."""
+) -> tuple[Sequence[Row[Any]], int]:
+    """One page in `sort` order (offset paging with `skip`, keyset paging with `after`), and
+    the number of all the products that match the filters."""
     keys = sort_columns(sort)
-    statement = _filtered(select(Product), **filters)
+    page = _filtered(_ROW, **filters)
     if after is not None:
-        statement = statement.where(_after(keys, after))
+        page = page.where(_after(keys, after))
     order = [
         SORTABLE[field].desc() if descending else SORTABLE[field].asc()
         for field, descending in keys
     ]
-    return session.scalars(statement.order_by(*order).offset(skip).limit(limit)).all()
-
-
-def count_products(session: Session, **filters: Any) -> int:
-    statement = _filtered(select(func.count()).select_from(Product), **filters)
-    return session.scalar(statement) or 0
+    count = _filtered(select(func.count()).select_from(Product), **filters)
+    with _reading(session) as connection:
+        rows = connection.execute(page.order_by(*order).offset(skip).limit(limit)).all()
+        total = connection.execute(count).scalar_one()
+    return rows, total
 
 
 def create_product(session: Session, *, values: Mapping[str, Any]) -> Product:

@@ -15,6 +15,11 @@ _api_key_header = APIKeyHeader(
 )
 
 
+async def current_settings() -> Settings:
+    """The settings, as a dependency the tests can override (async: no worker thread)."""
+    return get_settings()
+
+
 def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
@@ -26,9 +31,9 @@ def _is_known(presented: str, keys: list[str]) -> bool:
     return any([hmac.compare_digest(offered, _digest(key)) for key in keys])  # noqa: C419
 
 
-def require_write_access(
+async def require_write_access(
     request: Request,
-    settings: Annotated[Settings, Depends(get_settings)],
+    settings: Annotated[Settings, Depends(current_settings)],
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     api_key: Annotated[str | None, Depends(_api_key_header)],
 ) -> None:

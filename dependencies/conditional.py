@@ -27,7 +27,7 @@ def _versions(header: str, *, weak: bool) -> frozenset[int]:
     return frozenset(versions)
 
 
-def if_match_versions(
+async def if_match_versions(
     if_match: Annotated[
         str | None,
         Header(
@@ -41,7 +41,7 @@ def if_match_versions(
     return _versions(if_match, weak=False)
 
 
-def if_none_match_header(
+async def if_none_match_header(
     if_none_match: Annotated[
         str | None,
         Header(description="Answer 304 with no body if the product is still at this ETag."),

@@ -10,7 +10,7 @@ def _is_json(content_type: str) -> bool:
     )
 
 
-def require_json_body(request: Request) -> None:
+async def require_json_body(request: Request) -> None:
     """415 for a non-empty body whose Content-Type is not JSON (or is missing)."""
     headers = request.headers
     has_body = headers.get("content-length", "0") != "0" or "transfer-encoding" in headers

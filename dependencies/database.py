@@ -1,6 +1,7 @@
 """Step 6 of the guide: one short session per request, always closed, rolled back on error."""
 
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 import anyio
@@ -18,6 +19,7 @@ def database_capacity() -> int:
     return settings.db_pool_size + settings.db_max_overflow
 
 
+@asynccontextmanager
 async def database_slot(request: Request) -> AsyncIterator[None]:
     """Wait (in the event loop, not in a worker thread) for one of the pool's connections.
 
@@ -39,18 +41,26 @@ async def database_slot(request: Request) -> AsyncIterator[None]:
         slots.release()
 
 
-def get_database_session(
-    _slot: Annotated[None, Depends(database_slot, scope="function")],
-) -> Generator[Session, None, None]:
-    """Yield a new session for this request; the tests swap it via `app.dependency_overrides`."""
-    session = SessionLocal()
-    try:
-        yield session
-    except Exception:
-        session.rollback()
-        raise
-    finally:
-        session.close()
+async def get_database_session(request: Request) -> AsyncIterator[Session]:
+    """Yield a new session for this request; the tests swap it via `app.dependency_overrides`.
+
+    The guide's generator, as an `async def`: creating a session touches no database, so it
+    happens in the event loop; the route runs on a worker thread (it is a plain `def`), and
+    only work that talks to the database goes back to one — a rollback on error, and closing a
+    session that still holds a transaction. One thread hop per request instead of three.
+    """
+    async with database_slot(request):
+        session = SessionLocal()
+        try:
+            yield session
+        except Exception:
+            await anyio.to_thread.run_sync(session.rollback)
+            raise
+        finally:
+            if session.in_transaction():
+                await anyio.to_thread.run_sync(session.close)
+            else:
+                session.close()  # nothing to end: no round trip, no thread
 
 
 # scope="function": the session closes (its connection goes back to the pool) as soon as the

@@ -192,6 +192,14 @@ class ProductUpdate(_ProductInput):
     quantity: Quantity = Field(default=None)  # type: ignore[assignment]
 
 
+# What the database hands back is trusted: the response model checks no input rules.
+StoredPrice = Annotated[
+    Decimal,
+    PlainSerializer(_decimal_as_json_number, return_type=float, when_used="json"),
+    WithJsonSchema(_PRICE_SCHEMA),
+]
+
+
 class ProductRead(BaseModel):
     model_config = ConfigDict(from_attributes=True, title="Product")
 
@@ -199,7 +207,7 @@ class ProductRead(BaseModel):
     sku: str | None
     name: str
     description: str | None
-    price: Price
+    price: StoredPrice
     quantity: int
     created_at: Timestamp
     updated_at: Timestamp

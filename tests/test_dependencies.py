@@ -1,7 +1,10 @@
-"""The yield dependency: one session per request, closed always, rolled back on error."""
+"""The session dependency: one session per request, closed always, rolled back on error."""
 
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Iterator
+from types import SimpleNamespace
+from typing import Any
 
+import anyio
 import pytest
 from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -28,25 +31,34 @@ def test_session_factory(
     yield created
 
 
+def _request() -> Any:
+    return SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace()))
+
+
 def _count(connection: Connection) -> int:
     return connection.scalar(select(func.count()).select_from(Product)) or 0
+
+
+def _dependency() -> AsyncGenerator[Session, None]:
+    return database_dependency.get_database_session(_request())  # type: ignore[return-value]
 
 
 def test_each_call_yields_a_new_session_that_is_closed_afterwards(
     test_session_factory: list[Session],
 ) -> None:
-    first = database_dependency.get_database_session(None)
-    second = database_dependency.get_database_session(None)
-    session_a, session_b = next(first), next(second)
+    async def scenario() -> tuple[Session, Session]:
+        first, second = _dependency(), _dependency()
+        session_a, session_b = await anext(first), await anext(second)
+        session_a.execute(select(1))
+        assert session_a.in_transaction()
+        for generator in (first, second):
+            with pytest.raises(StopAsyncIteration):
+                await anext(generator)
+        return session_a, session_b
+
+    session_a, session_b = anyio.run(scenario)
 
     assert session_a is not session_b
-    session_a.execute(select(1))
-    assert session_a.in_transaction()
-
-    for generator in (first, second):
-        with pytest.raises(StopIteration):
-            next(generator)
-
     assert not session_a.in_transaction()
     assert test_session_factory == [session_a, session_b]
 
@@ -54,14 +66,17 @@ def test_each_call_yields_a_new_session_that_is_closed_afterwards(
 def test_error_in_the_request_rolls_back_and_closes(
     test_session_factory: list[Session], connection: Connection
 ) -> None:
-    dependency = database_dependency.get_database_session(None)
-    session = next(dependency)
-    session.add(Product(name="Half-done", price=1))
-    session.flush()
-    assert _count(connection) == 1
+    async def scenario() -> Session:
+        dependency = _dependency()
+        session = await anext(dependency)
+        session.add(Product(name="Half-done", price=1))
+        session.flush()
+        assert _count(connection) == 1
+        with pytest.raises(RuntimeError):
+            await dependency.athrow(RuntimeError("the route failed"))
+        return session
 
-    with pytest.raises(RuntimeError):
-        dependency.throw(RuntimeError("the route failed"))
+    session = anyio.run(scenario)
 
     assert _count(connection) == 0
     assert not session.in_transaction()

@@ -5,6 +5,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from pydantic import TypeAdapter
+from sqlalchemy import Row
 
 import crud.products as crud
 from api.openapi import ETAG_HEADER, LIST_HEADERS, LOCATION_HEADER, problem_responses
@@ -38,8 +39,11 @@ ProductId = Annotated[int, Path(ge=1, le=INT4_MAX, description="The product's id
 _products_json = TypeAdapter(list[ProductRead])
 
 
+ProductLike = Product | Row[Any]  # an ORM object (writes) or a plain row (reads)
+
+
 def _product_response(
-    product: Product, *, status_code: int = 200, headers: dict[str, str] | None = None
+    product: ProductLike, *, status_code: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
     # Serialise once, straight to bytes: returning a Response skips FastAPI's re-validation.
     body = ProductRead.model_validate(product).model_dump_json()
@@ -52,7 +56,10 @@ def _product_response(
 
 
 def _products_response(
-    products: Sequence[Product], *, status_code: int = 200, headers: dict[str, str] | None = None
+    products: Sequence[ProductLike],
+    *,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
 ) -> Response:
     body = _products_json.dump_json(_products_json.validate_python(products, from_attributes=True))
     return Response(body, status_code=status_code, media_type="application/json", headers=headers)
@@ -109,14 +116,14 @@ def list_products(
     after = decode_cursor(query.cursor, binding, fields) if query.cursor else None
     filters = query.filters()
     # One row more than the page tells whether there is a next page.
-    rows = crud.list_products(
+    rows, total = crud.list_products(
         db, sort=sort, after=after, skip=query.skip, limit=query.limit + 1, **filters
     )
     page = rows[: query.limit]
     next_cursor = None
     if len(rows) > query.limit:
         next_cursor = encode_cursor([getattr(page[-1], field) for field in fields], binding)
-    headers = {"X-Total-Count": str(crud.count_products(db, **filters))}
+    headers = {"X-Total-Count": str(total)}
     if link := page_links(request, query, next_cursor=next_cursor):
         headers["Link"] = link
     return _products_response(page, headers=headers)
@@ -136,7 +143,7 @@ def list_products(
 )
 def read_product(product_id: ProductId, db: SessionDep, if_none_match: IfNoneMatch) -> Response:
     """Read one product."""
-    product = crud.get_product(db, product_id)
+    product = crud.read_product(db, product_id)
     if none_match_hits(if_none_match, product.version):
         return Response(status_code=304, headers={"ETag": etag_for(product.version)})
     return _product_response(product)

@@ -6,6 +6,7 @@ with nothing but the SQL and the JSON. Run: DATABASE_URL=postgresql://... uvicor
 
 import json
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
@@ -16,19 +17,23 @@ from psycopg2.extras import RealDictCursor
 from psycopg2.pool import ThreadedConnectionPool
 
 DSN = os.environ["DATABASE_URL"].replace("postgresql+psycopg2://", "postgresql://")
-POOL = ThreadedConnectionPool(1, int(os.environ.get("POOL_SIZE", "10")), DSN)
+POOL_SIZE = int(os.environ.get("POOL_SIZE", "10"))
+# minconn = maxconn: psycopg2 closes every connection returned beyond minconn.
+POOL = ThreadedConnectionPool(POOL_SIZE, POOL_SIZE, DSN)
+SLOTS = threading.BoundedSemaphore(POOL_SIZE)  # wait for a connection instead of failing
 COLUMNS = "id, sku, name, description, price, quantity, created_at, updated_at, version"
 app = FastAPI()
 
 
 @contextmanager
 def cursor() -> Iterator[Any]:
-    connection = POOL.getconn()
-    try:
-        with connection, connection.cursor(cursor_factory=RealDictCursor) as cur:
-            yield cur
-    finally:
-        POOL.putconn(connection)
+    with SLOTS:
+        connection = POOL.getconn()
+        try:
+            with connection, connection.cursor(cursor_factory=RealDictCursor) as cur:
+                yield cur
+        finally:
+            POOL.putconn(connection)
 
 
 def _default(value: Any) -> Any:

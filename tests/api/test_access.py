@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from config import Settings, get_settings
+from config import Settings
+from dependencies.access import current_settings
 from main import app
 
 KEYS = ["first-key-0123456789", "second-key-abcdefghij"]
@@ -23,9 +24,9 @@ WRITES: list[tuple[str, str, Any]] = [
 
 @pytest.fixture
 def with_api_keys() -> Iterator[None]:
-    app.dependency_overrides[get_settings] = lambda: Settings(api_keys=KEYS)
+    app.dependency_overrides[current_settings] = lambda: Settings(api_keys=KEYS)
     yield
-    app.dependency_overrides.pop(get_settings, None)
+    app.dependency_overrides.pop(current_settings, None)
 
 
 @pytest.fixture

@@ -3,12 +3,12 @@
 import json
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any
 
 import anyio
 import pytest
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 from fastapi.testclient import TestClient
 
 import dependencies.database as database_dependency
@@ -143,7 +143,7 @@ def test_unexpected_error_500_carries_the_request_id(
     def explode(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(crud.products, "get_product", explode)
+    monkeypatch.setattr(crud.products, "read_product", explode)
 
     response = client.get("/products/1", headers={"X-Request-ID": "req-500"})
 
@@ -196,10 +196,12 @@ def test_no_free_connection_within_pool_timeout_is_503(monkeypatch: pytest.Monke
     probe = FastAPI()
     install_problem_handlers(probe)
 
+    async def slot(request: Request) -> AsyncIterator[None]:
+        async with database_dependency.database_slot(request):
+            yield
+
     @probe.get("/needs-db")
-    async def needs_db(
-        _slot: Annotated[None, Depends(database_dependency.database_slot)],
-    ) -> dict[str, str]:
+    async def needs_db(_slot: Annotated[None, Depends(slot)]) -> dict[str, str]:
         return {}
 
     probe.state.database_slots = anyio.Semaphore(1)
