@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 
 from sqlalchemy import (
     BigInteger,
+    Column,
     ColumnElement,
     Connection,
     Row,
@@ -29,7 +30,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.orm import Session
 
 from crud.errors import (
     DuplicateSku,
@@ -72,7 +73,7 @@ def _explain_no_match(
 ) -> NoReturn:
     """A guarded write matched no row: find out which guard said no, for the right status."""
     current = session.execute(
-        select(Product.version, Product.quantity).where(Product.id == product_id)
+        select(PRODUCTS.c.version, PRODUCTS.c.quantity).where(PRODUCTS.c.id == product_id)
     ).one_or_none()
     if current is None:
         raise ProductNotFound(product_id)
@@ -92,19 +93,22 @@ def _write_one(
 ) -> Any:
     """Run one guarded UPDATE/DELETE ... RETURNING on one product and commit it."""
     if expected_versions is not None:
-        statement = statement.where(Product.version.in_(expected_versions))
+        statement = statement.where(PRODUCTS.c.version.in_(expected_versions))
     with _transaction(session, sku=sku):
-        row = session.scalars(statement).one_or_none()
+        row = session.execute(statement).one_or_none()
         if row is None:
             session.rollback()
             _explain_no_match(session, product_id, expected_versions=expected_versions, delta=delta)
     return row
 
 
-# The hot reads select plain rows (same attribute names as `Product`) with Core statements on
-# the session's connection: no ORM compile step, identity map or instance state per row.
-_ROW = select(*Product.__table__.c)
-_ROW_BY_ID = _ROW.where(Product.id == bindparam("product_id"))
+# Every statement here is Core, on the `products` table: rows come back as plain rows with the
+# attribute names of `Product`, without the ORM's unit of work, identity map or per-row
+# instance state (measured: see the README's benchmark notes). `Product` stays the schema.
+PRODUCTS = Product.metadata.tables[Product.__tablename__]
+_ROW = select(*PRODUCTS.c)
+_ROW_BY_ID = _ROW.where(PRODUCTS.c.id == bindparam("product_id"))
+_INSERT = insert(PRODUCTS).returning(*PRODUCTS.c)
 
 
 @contextmanager
@@ -124,21 +128,14 @@ def read_product(session: Session, product_id: int) -> Row[Any]:
     return row
 
 
-def get_product(session: Session, product_id: int) -> Product:
-    product = session.get(Product, product_id)
-    if product is None:
-        raise ProductNotFound(product_id)
-    return product
-
-
 # The only columns a client can sort by: user text never reaches SQL as text.
-SORTABLE: dict[str, InstrumentedAttribute[Any]] = {
-    "id": Product.id,
-    "name": Product.name,
-    "price": Product.price,
-    "quantity": Product.quantity,
-    "created_at": Product.created_at,
-    "updated_at": Product.updated_at,
+SORTABLE: dict[str, Column[Any]] = {
+    "id": PRODUCTS.c.id,
+    "name": PRODUCTS.c.name,
+    "price": PRODUCTS.c.price,
+    "quantity": PRODUCTS.c.quantity,
+    "created_at": PRODUCTS.c.created_at,
+    "updated_at": PRODUCTS.c.updated_at,
 }
 
 
@@ -159,18 +156,20 @@ def _filtered(
         pattern = f"%{_escape_like(q)}%"
         statement = statement.where(
             or_(
-                Product.name.ilike(pattern, escape="\\"),
-                Product.description.ilike(pattern, escape="\\"),
+                PRODUCTS.c.name.ilike(pattern, escape="\\"),
+                PRODUCTS.c.description.ilike(pattern, escape="\\"),
             )
         )
     if sku is not None:
-        statement = statement.where(Product.sku == sku)
+        statement = statement.where(PRODUCTS.c.sku == sku)
     if min_price is not None:
-        statement = statement.where(Product.price >= min_price)
+        statement = statement.where(PRODUCTS.c.price >= min_price)
     if max_price is not None:
-        statement = statement.where(Product.price <= max_price)
+        statement = statement.where(PRODUCTS.c.price <= max_price)
     if in_stock is not None:
-        statement = statement.where(Product.quantity > 0 if in_stock else Product.quantity == 0)
+        statement = statement.where(
+            PRODUCTS.c.quantity > 0 if in_stock else PRODUCTS.c.quantity == 0
+        )
     return statement
 
 
@@ -219,28 +218,27 @@ def list_products(
         SORTABLE[field].desc() if descending else SORTABLE[field].asc()
         for field, descending in keys
     ]
-    count = _filtered(select(func.count()).select_from(Product), **filters)
+    count = _filtered(select(func.count()).select_from(PRODUCTS), **filters)
     with _reading(session) as connection:
         rows = connection.execute(page.order_by(*order).offset(skip).limit(limit)).all()
         total = connection.execute(count).scalar_one()
     return rows, total
 
 
-def create_product(session: Session, *, values: Mapping[str, Any]) -> Product:
-    product = Product(**values)
+def create_product(session: Session, *, values: Mapping[str, Any]) -> Row[Any]:
     with _transaction(session, sku=values.get("sku")):
-        session.add(product)
-    return product
+        row = session.execute(_INSERT, dict(values)).one()
+    return row
 
 
-def create_products(session: Session, *, rows: Sequence[Mapping[str, Any]]) -> Sequence[Product]:
+def create_products(session: Session, *, rows: Sequence[Mapping[str, Any]]) -> Sequence[Row[Any]]:
     """Insert every row or none: one transaction, one set-based INSERT ... RETURNING."""
     repeated = _repeated_skus(rows)
     if repeated:
         raise DuplicateSkuInBatch(repeated, reason="appears more than once in this request")
-    statement = insert(Product).returning(Product, sort_by_parameter_order=True)
+    statement = insert(PRODUCTS).returning(*PRODUCTS.c, sort_by_parameter_order=True)
     try:
-        products = session.scalars(statement, [dict(row) for row in rows]).all()
+        products = session.execute(statement, [dict(row) for row in rows]).all()
         session.commit()
     except IntegrityError as exc:
         session.rollback()
@@ -248,7 +246,7 @@ def create_products(session: Session, *, rows: Sequence[Mapping[str, Any]]) -> S
             raise
         # The constraint has decided; this query only names the items it refused.
         skus = {row["sku"] for row in rows if row.get("sku") is not None}
-        taken = set(session.scalars(select(Product.sku).where(Product.sku.in_(skus))))
+        taken = set(session.scalars(select(PRODUCTS.c.sku).where(PRODUCTS.c.sku.in_(skus))))
         conflicts = {i: row["sku"] for i, row in enumerate(rows) if row.get("sku") in taken}
         if not conflicts:  # the other product was deleted meanwhile; still refused
             raise DuplicateSku(None) from exc
@@ -271,28 +269,27 @@ def update_product(
     *,
     changes: Mapping[str, Any],
     expected_versions: Collection[int] | None = None,
-) -> Product:
+) -> Row[Any]:
     """Apply `changes` (and version + 1) in one UPDATE ... RETURNING."""
     if not changes:
-        current = get_product(session, product_id)
+        current = read_product(session, product_id)
         if expected_versions is not None and current.version not in expected_versions:
             raise StaleVersion(product_id, current.version)
         return current
     statement = (
-        update(Product)
-        .where(Product.id == product_id)
-        .values(**changes, version=Product.version + 1)
-        .returning(Product)
-        .execution_options(populate_existing=True)
+        update(PRODUCTS)
+        .where(PRODUCTS.c.id == product_id)
+        .values(**changes, version=PRODUCTS.c.version + 1)
+        .returning(*PRODUCTS.c)
     )
-    product: Product = _write_one(
+    row: Row[Any] = _write_one(
         session,
         statement,
         product_id=product_id,
         expected_versions=expected_versions,
         sku=changes.get("sku"),
     )
-    return product
+    return row
 
 
 def change_stock(
@@ -301,29 +298,28 @@ def change_stock(
     *,
     delta: int,
     expected_versions: Collection[int] | None = None,
-) -> Product:
+) -> Row[Any]:
     """`quantity += delta` in the database, refused (nothing changes) outside 0..QUANTITY_MAX."""
     # Computed as BIGINT so that the check itself cannot overflow the 4-byte column type.
-    new_quantity = Product.quantity + cast(delta, BigInteger)
+    new_quantity = PRODUCTS.c.quantity + cast(delta, BigInteger)
     statement = (
-        update(Product)
-        .where(Product.id == product_id, new_quantity.between(0, QUANTITY_MAX))
-        .values(quantity=Product.quantity + delta, version=Product.version + 1)
-        .returning(Product)
-        .execution_options(populate_existing=True)
+        update(PRODUCTS)
+        .where(PRODUCTS.c.id == product_id, new_quantity.between(0, QUANTITY_MAX))
+        .values(quantity=PRODUCTS.c.quantity + delta, version=PRODUCTS.c.version + 1)
+        .returning(*PRODUCTS.c)
     )
-    product: Product = _write_one(
+    row: Row[Any] = _write_one(
         session,
         statement,
         product_id=product_id,
         expected_versions=expected_versions,
         delta=delta,
     )
-    return product
+    return row
 
 
 def delete_product(
     session: Session, product_id: int, *, expected_versions: Collection[int] | None = None
 ) -> None:
-    statement = delete(Product).where(Product.id == product_id).returning(Product.id)
+    statement = delete(PRODUCTS).where(PRODUCTS.c.id == product_id).returning(PRODUCTS.c.id)
     _write_one(session, statement, product_id=product_id, expected_versions=expected_versions)

@@ -1,9 +1,10 @@
 """crud.products on its own: commits, domain errors, and a session still usable after them."""
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 from sqlalchemy.orm import Session
 
 from crud import products as crud
@@ -11,7 +12,7 @@ from crud.errors import DuplicateSku, ProductNotFound, StaleVersion
 from models import Product
 
 
-def _create(db: Session, **values: object) -> Product:
+def _create(db: Session, **values: object) -> Row[Any]:
     return crud.create_product(db, values={"name": "Lamp", "price": Decimal("12.50"), **values})
 
 
@@ -59,8 +60,7 @@ def test_update_with_stale_version_raises_and_changes_nothing(db: Session) -> No
         crud.update_product(db, product.id, changes={"quantity": 9}, expected_versions={1})
 
     assert raised.value.extra == {"current_version": 2}
-    db.expire_all()
-    assert crud.get_product(db, product.id).quantity == 3
+    assert crud.read_product(db, product.id).quantity == 3
 
 
 def test_update_of_missing_product_raises_not_found(db: Session) -> None:
@@ -75,8 +75,7 @@ def test_update_to_taken_sku_raises_duplicate(db: Session) -> None:
     with pytest.raises(DuplicateSku):
         crud.update_product(db, product.id, changes={"sku": "A"})
 
-    db.expire_all()
-    assert crud.get_product(db, product.id).sku == "B"
+    assert crud.read_product(db, product.id).sku == "B"
 
 
 def test_delete_removes_the_row(db: Session) -> None:
