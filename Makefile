@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/catalog_test
 
 .DEFAULT_GOAL := help
-.PHONY: help run migrate test test-sqlite test-postgres lint format bench-listing openapi
+.PHONY: help run migrate test test-sqlite test-postgres lint format bench bench-listing openapi
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -40,6 +40,10 @@ test-postgres: $(VENV)/.dev-installed ## Run the test suite on PostgreSQL (PG_TE
 $(VENV)/.bench-installed: requirements.txt requirements-dev.txt bench/requirements.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	touch $@ $(VENV)/.dev-installed $(VENV)/.runtime-installed
+
+bench: $(VENV)/.bench-installed ## Throughput vs reference apps with wrk, 1 and 2 workers (~30 min)
+	@command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk"; exit 1; }
+	$(BIN)/python bench/throughput.py --soak 300
 
 bench-listing: $(VENV)/.bench-installed ## Listing latency on 1M products (PostgreSQL, BENCH_DATABASE_URL)
 	$(BIN)/python bench/listing.py
