@@ -13,6 +13,7 @@ worker's RSS at its start and end.
 """
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -94,7 +95,17 @@ def _ms(text: str) -> float:
 
 
 def wrk(base_url: str, script: str, duration: int, connections: int = 32) -> Run:
-    output = subprocess.run(
+    """One wrk run; a run whose output has no latency distribution is repeated once."""
+    for attempt in (1, 2):
+        output = _wrk_output(base_url, script, duration, connections)
+        if re.search(r"^\s+99%", output, re.MULTILINE):
+            return _parse(output)
+        print(f"wrk gave no latency distribution (attempt {attempt}):\n{output}", flush=True)
+    raise RuntimeError(f"wrk failed twice on {base_url} {script}")
+
+
+def _wrk_output(base_url: str, script: str, duration: int, connections: int) -> str:
+    result = subprocess.run(
         [
             "wrk",
             "-t2",
@@ -107,9 +118,12 @@ def wrk(base_url: str, script: str, duration: int, connections: int = 32) -> Run
         ],
         capture_output=True,
         text=True,
-        check=True,
         env={**os.environ, "PRODUCTS": str(PRODUCTS)},
-    ).stdout
+    )
+    return result.stdout + result.stderr
+
+
+def _parse(output: str) -> Run:
     percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", output, re.MULTILINE))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     socket = re.search(
@@ -123,6 +137,15 @@ def wrk(base_url: str, script: str, duration: int, connections: int = 32) -> Run
         p99_ms=_ms(percentiles["99"]),
         errors=errors,
     )
+
+
+def _save_raw(results: dict[tuple[int, str, str], list[Run]]) -> None:
+    """Every run so far, so that a crash late in a long benchmark keeps what it measured."""
+    raw = [
+        {"workers": w, "scenario": s, "app": a, "runs": [vars(run) for run in runs]}
+        for (w, s, a), runs in results.items()
+    ]
+    (BENCH / "results" / "throughput-runs.json").write_text(json.dumps(raw, indent=1))
 
 
 def _rss_mib(pid: int) -> float:
@@ -170,6 +193,7 @@ def main() -> None:
                     for name, base_url in servers.items():
                         run = wrk(base_url, SCENARIOS[scenario], args.duration)
                         results[(workers, scenario, name)].append(run)
+                        _save_raw(results)
                         print(
                             f"{workers}w r{round_ + 1} {scenario:<12} {name:<24} "
                             f"{run.rps:9.0f} req/s  p50 {run.p50_ms:7.2f} ms  "
