@@ -3,7 +3,7 @@
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/catalog_bench \
         .venv/bin/python bench/load_catalog.py
 
-Applies the migrations first, empties `products`, then inserts with one INSERT ... SELECT over
+Creates the database if it is missing, applies the migrations, empties `products`, then inserts with one INSERT ... SELECT over
 generate_series (PostgreSQL only). Every 100,000th product mentions "zanzibar" in its
 description: the rare word of the search benchmark.
 """
@@ -16,6 +16,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_DIR))
@@ -42,11 +43,25 @@ FROM generate_series(1, :count) AS g
 """
 
 
+def ensure_database(database_url: str) -> None:
+    """Create the database of `database_url` if it does not exist yet (a fresh machine)."""
+    url = make_url(database_url)
+    server = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with server.connect() as connection:
+        exists = connection.execute(
+            text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": url.database}
+        ).first()
+        if exists is None:
+            connection.execute(text(f'CREATE DATABASE "{url.database}"'))
+    server.dispose()
+
+
 def load(database_url: str, count: int) -> float:
     """Migrate, empty and fill `products`; return the seconds it took."""
     engine = create_engine(database_url)
     if engine.dialect.name != "postgresql":
         sys.exit("load_catalog.py needs a PostgreSQL DATABASE_URL")
+    ensure_database(database_url)
     started = time.perf_counter()
     with engine.begin() as connection:
         config = Config(str(PROJECT_DIR / "alembic.ini"))

@@ -1,5 +1,6 @@
 """Step 6 of the guide: one short session per request, always closed, rolled back on error."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
@@ -27,14 +28,22 @@ async def database_slot(request: Request) -> AsyncIterator[None]:
     within a bounded time instead of piling up threads blocked on the pool.
     """
     state = request.app.state
-    if not hasattr(state, "database_slots"):
-        state.database_slots = anyio.Semaphore(database_capacity())
-    slots: anyio.Semaphore = state.database_slots
-    timeout = get_settings().db_pool_timeout
-    with anyio.move_on_after(timeout) as waiting:
+    slots: asyncio.Semaphore | None = getattr(state, "database_slots", None)
+    if slots is None:
+        slots = state.database_slots = asyncio.Semaphore(database_capacity())
+    if slots.locked():
+        # Every connection is lent out: queue (first come, first served), but not forever.
+        timeout = get_settings().db_pool_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                await slots.acquire()
+        except TimeoutError:
+            raise PoolTimeoutError(
+                f"no database connection became free within {timeout} s"
+            ) from None
+    else:
+        # A free slot: taken at once, without the timer (the common case, on every request).
         await slots.acquire()
-    if waiting.cancelled_caught:
-        raise PoolTimeoutError(f"no database connection became free within {timeout} s")
     try:
         yield
     finally:

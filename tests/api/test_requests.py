@@ -1,12 +1,12 @@
 """Request hygiene: JSON bodies only, bounded bodies, request ids, access logs and metrics."""
 
+import asyncio
 import json
 import logging
 import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any
 
-import anyio
 import pytest
 from fastapi import Depends, FastAPI, Request
 from fastapi.testclient import TestClient
@@ -204,10 +204,10 @@ def test_no_free_connection_within_pool_timeout_is_503(monkeypatch: pytest.Monke
     async def needs_db(_slot: Annotated[None, Depends(slot)]) -> dict[str, str]:
         return {}
 
-    probe.state.database_slots = anyio.Semaphore(1)
+    probe.state.database_slots = asyncio.Semaphore(1)
     with TestClient(probe) as test_client:
         assert test_client.get("/needs-db").status_code == 200
-        probe.state.database_slots = anyio.Semaphore(0)  # every connection is taken
+        probe.state.database_slots = asyncio.Semaphore(0)  # every connection is taken
         response = test_client.get("/needs-db")
 
     assert response.status_code == 503

@@ -1,0 +1,55 @@
+"""The engine's pool lends out only live connections, without a round trip per checkout."""
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, text
+
+from config import Settings
+from database.engine import build_engine
+
+pytestmark = pytest.mark.postgres_only
+
+
+@pytest.fixture
+def pool_of_one(database_url: str) -> Iterator[Engine]:
+    engine = build_engine(
+        database_url, Settings(database_url=database_url, db_pool_size=1, db_max_overflow=0)
+    )
+    yield engine
+    engine.dispose()
+
+
+def _backend_pid(engine: Engine) -> int:
+    with engine.connect() as connection:
+        pid: int = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    return pid
+
+
+def test_a_connection_the_server_terminated_is_replaced_before_it_is_used(
+    pool_of_one: Engine, engine: Engine
+) -> None:
+    first = _backend_pid(pool_of_one)
+    assert _backend_pid(pool_of_one) == first  # pooled: the same backend serves again
+
+    with engine.connect() as admin:
+        admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+        admin.commit()
+    # The pooled connection is dead now; the request that takes it must not see an error.
+    replacement = _backend_pid(pool_of_one)
+
+    assert replacement != first
+
+
+def test_a_notice_from_the_server_does_not_cost_the_connection(
+    pool_of_one: Engine, engine: Engine
+) -> None:
+    with pool_of_one.connect() as connection:
+        first = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        connection.execute(text("LISTEN catalog_test_channel"))
+        connection.commit()
+    with engine.connect() as admin:  # the idle pooled connection now has something to read
+        admin.execute(text("NOTIFY catalog_test_channel"))
+        admin.commit()
+
+    assert _backend_pid(pool_of_one) == first
