@@ -3,9 +3,9 @@
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/catalog_bench \
         .venv/bin/python bench/load_catalog.py
 
-Creates the database if it is missing, applies the migrations, empties `products`, then inserts with one INSERT ... SELECT over
-generate_series (PostgreSQL only). Every 100,000th product mentions "zanzibar" in its
-description: the rare word of the search benchmark.
+Creates the database if it is missing, applies the migrations, empties `products`, then
+inserts with one INSERT ... SELECT over generate_series (PostgreSQL only). Every 100,000th
+product mentions "zanzibar" in its description: the rare word of the search benchmark.
 """
 
 import argparse
