@@ -219,9 +219,17 @@ def list_products(
         for field, descending in keys
     ]
     count = _filtered(select(func.count()).select_from(PRODUCTS), **filters)
+    # The count rides along as an uncorrelated scalar subquery, which PostgreSQL and SQLite
+    # evaluate once: one statement, one round trip, and page and total from one snapshot.
+    page = page.add_columns(count.scalar_subquery().label("total"))
     with _reading(session) as connection:
         rows = connection.execute(page.order_by(*order).offset(skip).limit(limit)).all()
-        total = connection.execute(count).scalar_one()
+        if rows:
+            total = rows[0].total
+        elif skip == 0 and after is None:
+            total = 0  # the first page is empty: nothing matches
+        else:  # past the end: no row to carry the count
+            total = connection.execute(count).scalar_one()
     return rows, total
 
 

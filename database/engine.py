@@ -79,8 +79,12 @@ def _postgres_connect_args(settings: Settings) -> dict[str, Any]:
         "keepalives_interval": 5,
         "keepalives_count": 3,
     }
+    # UTC sessions: timestamptz values arrive as UTC datetimes, which the response writes as
+    # RFC 3339 "...Z" without converting each one in Python (schemas.product.Timestamp).
+    options = ["-c timezone=UTC"]
     if settings.db_statement_timeout_ms:
-        args["options"] = f"-c statement_timeout={settings.db_statement_timeout_ms}"
+        options.append(f"-c statement_timeout={settings.db_statement_timeout_ms}")
+    args["options"] = " ".join(options)
     return args
 
 

@@ -2,10 +2,12 @@
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import CheckConstraint, DateTime, Index, Numeric, String, func
+from sqlalchemy import CheckConstraint, DateTime, Dialect, Index, Numeric, String, func
 from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
 
 from models.base import Base
 
@@ -23,6 +25,21 @@ def _created_at(context: DefaultExecutionContext) -> datetime:
     # A new row's updated_at equals its created_at, not a few microseconds later.
     created: datetime = context.get_current_parameters()["created_at"]  # type: ignore[no-untyped-call]
     return created
+
+
+class _SQLiteUTCDateTime(TypeDecorator[datetime]):
+    """SQLite stores no time zone: its timestamps (all written in UTC) come back marked UTC."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+# PostgreSQL's timestamptz needs no processing: the service's sessions use the UTC time zone
+# (database.engine), so values arrive as UTC datetimes, ready to be written with "Z".
+UTCDateTime = DateTime(timezone=True).with_variant(_SQLiteUTCDateTime(), "sqlite")
 
 
 class Product(Base):
@@ -69,10 +86,10 @@ class Product(Base):
     # SQLite's CURRENT_TIMESTAMP has whole seconds in another text layout, which would break
     # keyset paging on ties. The server default still covers rows written by hand.
     created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=_utc_now, server_default=func.now()
+        UTCDateTime, default=_utc_now, server_default=func.now()
     )
     updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True),
+        UTCDateTime,
         default=_created_at,
         onupdate=_utc_now,
         server_default=func.now(),

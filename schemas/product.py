@@ -4,7 +4,7 @@ Field limits mirror the columns of `models.product`, so bad input is a 422 befor
 """
 
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -77,12 +77,6 @@ def _decimal_as_json_number(value: Decimal) -> float:
     return float(value)
 
 
-def _utc_rfc3339(value: datetime) -> str:
-    # SQLite hands timestamps back naive; they were written as UTC by CURRENT_TIMESTAMP.
-    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    return value.isoformat().replace("+00:00", "Z")
-
-
 Sku = Annotated[
     str,
     StringConstraints(strict=True, pattern=r"^[A-Za-z0-9._-]{1,64}$", max_length=SKU_MAX_LENGTH),
@@ -131,11 +125,10 @@ Price = Annotated[
 Quantity = Annotated[
     int, Field(strict=True, ge=0, le=INT4_MAX, examples=[10]), BeforeValidator(_integral)
 ]
-Timestamp = Annotated[
-    datetime,
-    PlainSerializer(_utc_rfc3339, return_type=str, when_used="json"),
-    WithJsonSchema({"type": "string", "format": "date-time"}),
-]
+# Timestamps reach the response as UTC datetimes (models.product: the PostgreSQL session
+# time zone is UTC, SQLite's naive values are marked UTC), which pydantic writes as RFC 3339
+# with "Z" by itself, in Rust: no Python call per value.
+Timestamp = Annotated[datetime, WithJsonSchema({"type": "string", "format": "date-time"})]
 
 
 class _ProductInput(BaseModel):
@@ -192,12 +185,11 @@ class ProductUpdate(_ProductInput):
     quantity: Quantity = Field(default=None)  # type: ignore[assignment]
 
 
-# What the database hands back is trusted: the response model checks no input rules.
-StoredPrice = Annotated[
-    Decimal,
-    PlainSerializer(_decimal_as_json_number, return_type=float, when_used="json"),
-    WithJsonSchema(_PRICE_SCHEMA),
-]
+# What the database hands back is trusted: the response model checks no input rules. A
+# NUMERIC(10,2) has at most 10 significant digits, so the float's shortest repr is exactly the
+# decimal's text (19.99 is written 19.99); converting while validating keeps the serialiser
+# free of Python calls (measured: half the serialisation time of a page of 100).
+StoredPrice = Annotated[float, WithJsonSchema(_PRICE_SCHEMA)]
 
 
 class ProductRead(BaseModel):

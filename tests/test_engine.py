@@ -53,3 +53,23 @@ def test_a_notice_from_the_server_does_not_cost_the_connection(
         admin.commit()
 
     assert _backend_pid(pool_of_one) == first
+
+
+def test_sessions_speak_utc_whatever_the_database_default(
+    pool_of_one: Engine, engine: Engine
+) -> None:
+    database = engine.url.database
+    with engine.begin() as admin:
+        admin.exec_driver_sql(f"ALTER DATABASE \"{database}\" SET timezone = 'America/New_York'")
+    try:
+        with pool_of_one.connect() as connection:
+            zone = connection.execute(text("SHOW TimeZone")).scalar_one()
+            moment = connection.execute(
+                text("SELECT TIMESTAMPTZ '2026-01-01 12:00+05'")
+            ).scalar_one()
+    finally:
+        with engine.begin() as admin:
+            admin.exec_driver_sql(f'ALTER DATABASE "{database}" RESET timezone')
+
+    assert zone == "UTC"
+    assert moment.isoformat() == "2026-01-01T07:00:00+00:00"

@@ -133,6 +133,34 @@ def test_total_count_is_the_number_of_matching_rows(
     assert int(response.headers["x-total-count"]) == sum(map(keep, catalog))
 
 
+@pytest.mark.parametrize("skip", [0, 20, 39, 40, 41, 1000])
+def test_total_count_holds_on_every_page_and_past_the_end(
+    client: TestClient, catalog: list[Product], skip: int
+) -> None:
+    response = client.get("/products", params={"limit": 3, "skip": skip, "in_stock": "true"})
+
+    assert len(response.json()) == len(
+        _expected(catalog, "id", lambda p: p.quantity > 0)[skip:][:3]
+    )
+    assert int(response.headers["x-total-count"]) == sum(p.quantity > 0 for p in catalog)
+
+
+def test_total_count_holds_on_an_empty_page_after_a_cursor(
+    client: TestClient, catalog: list[Product]
+) -> None:
+    last = client.get("/products", params={"limit": 39})
+    links = _links(last)
+    assert "next" in links
+    beyond = client.get(links["next"])  # the one row left
+    assert len(beyond.json()) == 1
+    client.delete(f"/products/{beyond.json()[0]['id']}")  # now the cursor points past the end
+
+    response = client.get(links["next"])
+
+    assert response.json() == []
+    assert response.headers["x-total-count"] == "39"
+
+
 def test_filters_combine_with_and(client: TestClient, catalog: list[Product]) -> None:
     params = {"q": "cotton", "min_price": "2", "max_price": "2.5", "in_stock": "true"}
 
