@@ -94,8 +94,9 @@ if settings.cors_origins:
 app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
 app.add_middleware(RequestContextMiddleware)  # outermost: sees and tags every response
 install_problem_handlers(app)
-app.include_router(service.router)
+# Routes are matched in order: the busiest first.
 app.include_router(products.router)
+app.include_router(service.router)
 app.include_router(metrics_router)
 install_offline_docs(app)
 install_openapi(app)

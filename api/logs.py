@@ -48,6 +48,12 @@ def configure_logging(settings: Settings) -> None:
         handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
         )
+    # The logging HOWTO's "Optimization" table: skip collecting what no formatter here prints
+    # (caller's file and line, thread, process); measured ~2% of a simple read's CPU.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())

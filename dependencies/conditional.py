@@ -41,15 +41,6 @@ async def if_match_versions(
     return _versions(if_match, weak=False)
 
 
-async def if_none_match_header(
-    if_none_match: Annotated[
-        str | None,
-        Header(description="Answer 304 with no body if the product is still at this ETag."),
-    ] = None,
-) -> str | None:
-    return if_none_match
-
-
 def none_match_hits(header: str | None, version: int) -> bool:
     """True when `If-None-Match` names this version (weak comparison) or is `*`."""
     if header is None:
@@ -58,4 +49,9 @@ def none_match_hits(header: str | None, version: int) -> bool:
 
 
 IfMatch = Annotated[frozenset[int] | None, Depends(if_match_versions)]
-IfNoneMatch = Annotated[str | None, Depends(if_none_match_header)]
+# A plain header parameter, not a dependency: the header is only compared (none_match_hits)
+# once the product's version is known, and GET one is the hottest route.
+IfNoneMatch = Annotated[
+    str | None,
+    Header(description="Answer 304 with no body if the product is still at this ETag."),
+]

@@ -141,7 +141,9 @@ def list_products(
         **problem_responses(404, 422, 503),
     },
 )
-def read_product(product_id: ProductId, db: SessionDep, if_none_match: IfNoneMatch) -> Response:
+def read_product(
+    product_id: ProductId, db: SessionDep, if_none_match: IfNoneMatch = None
+) -> Response:
     """Read one product."""
     product = crud.read_product(db, product_id)
     if none_match_hits(if_none_match, product.version):
