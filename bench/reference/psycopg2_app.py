@@ -1,5 +1,10 @@
 """Reference: hand-written FastAPI sync routes on psycopg2, a small pool, no response_model.
 
+Every route is a plain `def`, as in issue 7's yardstick: psycopg2 blocks, so the routes run on
+AnyIO's worker threads. (An earlier version read the body in `async def` routes and then ran
+the blocking INSERT/UPDATE on the event loop itself, which no service should do and which made
+its POST and PATCH look cheaper than the yardstick's.)
+
 The yardstick of bench/throughput.py: the same four operations on the same `products` table,
 with nothing but the SQL and the JSON. Run: DATABASE_URL=postgresql://... uvicorn app:app
 """
@@ -10,9 +15,9 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Body, FastAPI, Response
 from psycopg2.extras import RealDictCursor
 from psycopg2.pool import ThreadedConnectionPool
 
@@ -60,8 +65,7 @@ def list_products(skip: int = 0, limit: int = 100) -> Response:
 
 
 @app.post("/products")
-async def create_product(request: Request) -> Response:
-    body = await request.json()
+def create_product(body: Annotated[dict[str, Any], Body()]) -> Response:
     with cursor() as cur:
         cur.execute(
             f"INSERT INTO products (sku, name, description, price, quantity, created_at, "
@@ -79,8 +83,7 @@ async def create_product(request: Request) -> Response:
 
 
 @app.patch("/products/{product_id}")
-async def patch_product(product_id: int, request: Request) -> Response:
-    body = await request.json()
+def patch_product(product_id: int, body: Annotated[dict[str, Any], Body()]) -> Response:
     assignments = ", ".join(f"{field} = %s" for field in body)
     with cursor() as cur:
         cur.execute(
