@@ -3,12 +3,13 @@
     make bench      # or: .venv/bin/python bench/throughput.py [--duration 15] [--rounds 3]
 
 Loads 10,000 products into BENCH_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/
-catalog_perf), then for 1 and 2 uvicorn workers starts three apps against it on 127.0.0.1 —
-the service (main:app, default settings), bench/reference/psycopg2_app.py (hand-written
-psycopg2) and bench/reference/starlette_app.py (bare Starlette, constants) — and runs wrk
-(2 threads, 32 connections) on each scenario, interleaving the apps so that every ratio comes
-from the same moment. Medians of the rounds, with min-max, go to bench/results/throughput.md
-and throughput.png. `--soak 300` adds a 5-minute mixed run of the service and reports each
+catalog_perf) and trims the table back to them before every wrk run. Then, for 1 and 2
+uvicorn workers, it starts three apps against it on 127.0.0.1 — the service (main:app, default
+settings), bench/reference/psycopg2_app.py (hand-written psycopg2) and
+bench/reference/starlette_app.py (bare Starlette, constants) — and runs wrk (2 threads, 32
+connections) on each scenario, interleaving the apps so that every ratio comes from the same
+moment. Medians of the rounds, with min-max, go to bench/results/throughput.md and
+throughput.png. `--soak 300` adds a 5-minute mixed run of the service and reports each
 worker's RSS at its start and end.
 """
 
@@ -34,7 +35,7 @@ BENCH = Path(__file__).resolve().parent
 PROJECT_DIR = BENCH.parent
 sys.path.insert(0, str(PROJECT_DIR))
 
-from bench.load_catalog import load  # noqa: E402
+from bench.load_catalog import load, trim  # noqa: E402
 from config import normalize_database_url  # noqa: E402
 from tests.server import free_port  # noqa: E402
 
@@ -159,6 +160,7 @@ def _workers_of(master: int) -> list[int]:
 
 
 def soak(database_url: str, seconds: int) -> list[tuple[int, float, float]]:
+    trim(database_url, PRODUCTS)
     with serve("main:app", PROJECT_DIR, 2, database_url) as (base_url, master):
         wrk(base_url, "mixed.lua", 20)  # warm-up: pools full, caches hot
         workers = _workers_of(master)
@@ -201,6 +203,7 @@ def main() -> None:
             for round_ in range(args.rounds):
                 for scenario in args.scenarios:
                     for name, base_url in servers.items():
+                        trim(url, PRODUCTS)  # every run starts on the same 10,000 products
                         run = wrk(base_url, SCENARIOS[scenario], args.duration)
                         results[(workers, scenario, name)].append(run)
                         _save_raw(results)
