@@ -72,6 +72,10 @@ app = FastAPI(
     redirect_slashes=False,
     docs_url=None,
     redoc_url=None,
+    # This service's telemetry is Prometheus (/metrics) and access logs with request ids.
+    # FastAPI's native OpenTelemetry hooks look up the global providers on every request even
+    # when none is configured; to trace with OpenTelemetry, configure a provider and drop this.
+    telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
 )
 app.add_middleware(TrailingSlashMiddleware)
 if settings.cors_origins:
