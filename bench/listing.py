@@ -27,7 +27,7 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_DIR))
 
 import crud.products as crud  # noqa: E402
-from bench.load_catalog import load  # noqa: E402
+from bench.load_catalog import ensure_database, load  # noqa: E402
 from config import normalize_database_url  # noqa: E402
 from models import Product  # noqa: E402
 from tests.server import running_service  # noqa: E402
@@ -136,6 +136,7 @@ def main() -> None:
     parser.add_argument("--load", action="store_true", help="reload even if the count matches")
     args = parser.parse_args()
     url = normalize_database_url(os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL))
+    ensure_database(url)
     engine = create_engine(url)
     with engine.connect() as connection:
         exists = connection.execute(text("SELECT to_regclass('products')")).scalar()
@@ -169,7 +170,7 @@ def main() -> None:
     _chart(rows, RESULTS / "listing.png", args.products)
     print("\n".join(table))
 
-    plans = ["EXPLAIN ANALYZE of each scenario's page query, then its count query."]
+    plans = ["EXPLAIN ANALYZE of each statement a scenario runs (page with count, or page, count)."]
     for name, params in scenarios.items():
         plans += [f"\n### {name}\n", *(plan + "\n" for plan in _plans(url, params))]
     (RESULTS / "listing-plans.txt").write_text("\n".join(plans), encoding="utf-8")
