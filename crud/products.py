@@ -110,13 +110,12 @@ def _write_one(
 # attribute names of `Product`, without the ORM's unit of work, identity map or per-row
 # instance state (measured: see the README's benchmark notes). `Product` stays the schema.
 PRODUCTS = Product.metadata.tables[Product.__tablename__]
-_ROW = select(*PRODUCTS.c)
-_ROW_BY_ID = _ROW.where(PRODUCTS.c.id == bindparam("product_id"))
-_INSERT = insert(PRODUCTS).returning(*PRODUCTS.c)
-
 # Statements are built once and reused with bound parameters: building a statement and
 # computing its cache key on every request cost a fifth of a PATCH (README, Performance).
 _BY_ID = PRODUCTS.c.id == bindparam("product_id")
+_ROW = select(*PRODUCTS.c)
+_ROW_BY_ID = _ROW.where(_BY_ID)
+_INSERT = insert(PRODUCTS).returning(*PRODUCTS.c)
 # If-Match: `version IN (...)`, one expanding parameter whatever the number of ETags.
 _VERSION_GUARD = PRODUCTS.c.version.in_(bindparam("versions", expanding=True))
 _NEXT_VERSION = PRODUCTS.c.version + 1

@@ -14,7 +14,6 @@ from dependencies.access import require_write_access
 from dependencies.conditional import IfMatch, IfNoneMatch, etag_for, none_match_hits
 from dependencies.content_type import require_json_body
 from dependencies.database import SessionDep
-from models import Product
 from schemas.listing import ProductQuery
 from schemas.product import (
     INT4_MAX,
@@ -39,11 +38,8 @@ ProductId = Annotated[int, Path(ge=1, le=INT4_MAX, description="The product's id
 _products_json = TypeAdapter(list[ProductRead])
 
 
-ProductLike = Product | Row[Any]  # an ORM object (writes) or a plain row (reads)
-
-
 def _product_response(
-    product: ProductLike, *, status_code: int = 200, headers: dict[str, str] | None = None
+    product: Row[Any], *, status_code: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
     # Serialise once, straight to bytes: returning a Response skips FastAPI's re-validation.
     body = ProductRead.model_validate(product).model_dump_json()
@@ -56,7 +52,7 @@ def _product_response(
 
 
 def _products_response(
-    products: Sequence[ProductLike],
+    products: Sequence[Row[Any]],
     *,
     status_code: int = 200,
     headers: dict[str, str] | None = None,
