@@ -9,6 +9,7 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import StaticPool
 
 from config import Settings, get_settings
+from database.concurrency import cooperate_with_event_loop
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -103,6 +104,9 @@ def build_engine(database_url: str, settings: Settings) -> Engine:
         _configure_sqlite(engine)
     elif engine.dialect.driver == "psycopg2":
         _replace_hung_up_connections(engine)
+        # psycopg2 waits for the server in the event loop when a route runs in a greenlet
+        # (database/concurrency.py), and blocks as usual anywhere else.
+        cooperate_with_event_loop(engine)
     return engine
 
 

@@ -5,13 +5,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
-import anyio
 from fastapi import Depends, Request
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session
 
 from config import get_settings
+from database.concurrency import run_blocking
 from database.session import SessionLocal
+
+__all__ = ["SessionDep", "database_slot", "get_database_session", "run_blocking"]
 
 
 def database_capacity() -> int:
@@ -54,22 +56,23 @@ async def get_database_session(request: Request) -> AsyncIterator[Session]:
     """Yield a new session for this request; the tests swap it via `app.dependency_overrides`.
 
     The guide's generator, as an `async def`: creating a session touches no database, so it
-    happens in the event loop; the route runs on a worker thread (it is a plain `def`), and
-    only work that talks to the database goes back to one — a rollback on error, and closing a
-    session that still holds a transaction. One thread hop per request instead of three.
+    happens in the event loop. The route (a plain `def`, run by `api.routing.SessionRoute`)
+    and the work here that talks to the database — a rollback on error, closing a session that
+    still holds a transaction — go through `run_blocking`: a greenlet on this loop on
+    PostgreSQL, a worker thread on SQLite.
     """
     async with database_slot(request):
         session = SessionLocal()
         try:
             yield session
         except Exception:
-            await anyio.to_thread.run_sync(session.rollback)
+            await run_blocking(session, session.rollback)
             raise
         finally:
             if session.in_transaction():
-                await anyio.to_thread.run_sync(session.close)
+                await run_blocking(session, session.close)
             else:
-                session.close()  # nothing to end: no round trip, no thread
+                session.close()  # nothing to end: no round trip
 
 
 # scope="function": the session closes (its connection goes back to the pool) as soon as the

@@ -10,6 +10,7 @@ from sqlalchemy import Row
 import crud.products as crud
 from api.openapi import ETAG_HEADER, LIST_HEADERS, LOCATION_HEADER, problem_responses
 from api.pagination import cursor_binding, decode_cursor, encode_cursor, page_links
+from api.routing import SessionRoute
 from dependencies.access import require_write_access
 from dependencies.conditional import IfMatch, IfNoneMatch, etag_for, none_match_hits
 from dependencies.content_type import require_json_body
@@ -24,7 +25,7 @@ from schemas.product import (
     StockChange,
 )
 
-router = APIRouter(prefix="/products", tags=["products"])
+router = APIRouter(prefix="/products", tags=["products"], route_class=SessionRoute)
 
 # Writes need an API key (when API_KEYS is set); writes with a body need a JSON body.
 WRITE = [Depends(require_write_access)]

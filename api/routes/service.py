@@ -6,9 +6,10 @@ from fastapi import APIRouter, Request
 from sqlalchemy import text
 
 from api.openapi import problem_responses
+from api.routing import SessionRoute
 from dependencies.database import SessionDep
 
-router = APIRouter(tags=["service"])
+router = APIRouter(tags=["service"], route_class=SessionRoute)
 
 
 @router.get("/")
