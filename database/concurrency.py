@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 import psycopg2.extensions
 from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import Pool
 from sqlalchemy.util.concurrency import await_, greenlet_spawn, in_greenlet
 from starlette.concurrency import run_in_threadpool
 
@@ -106,27 +107,28 @@ def wait_for_server(connection: Any) -> None:
             raise psycopg2.OperationalError("timeout expired while connecting to the server")
 
 
-# Engines whose pool has made its first connection. SQLAlchemy runs the first connection's
-# set-up (the dialect reading the server's settings) under a `threading.Lock`: a greenlet that
-# held it while awaiting the server would block every other greenlet of its thread that wants
-# a connection, and so the event loop that would wake it. Until then, work goes to threads.
-_connected_engines: "weakref.WeakSet[Engine]" = weakref.WeakSet()
+# Pools that have made their first connection. SQLAlchemy runs the first connection's set-up
+# (the dialect reading the server's settings) under a `threading.Lock`: a greenlet that held it
+# while awaiting the server would block every other greenlet of its thread that wants a
+# connection, and so the event loop that would wake it. Until then, work goes to threads.
+_connected_pools: "weakref.WeakSet[Pool]" = weakref.WeakSet()
 
 
 def cooperate_with_event_loop(engine: Engine) -> None:
     """Let `engine`'s sessions wait for psycopg2 in the event loop (`run_blocking`)."""
     psycopg2.extensions.set_wait_callback(wait_for_server)  # every psycopg2 connection
 
-    # Registered after the dialect's own listener: this runs once that set-up is done.
+    # Registered after the dialect's own listener: this runs once that set-up is done (for
+    # the pool in use: `engine.dispose()` starts a new one).
     @event.listens_for(engine, "connect")
     def _on_connect(_dbapi_connection: Any, _record: Any) -> None:
-        _connected_engines.add(engine)
+        _connected_pools.add(engine.pool)
 
 
 def waits_in_event_loop(session: Session) -> bool:
     """Whether `session`'s blocking calls can wait in the event loop: psycopg2, cooperating."""
     return (
-        session.get_bind().engine in _connected_engines
+        session.get_bind().engine.pool in _connected_pools
         and psycopg2.extensions.get_wait_callback() is wait_for_server
     )
 

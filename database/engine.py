@@ -82,8 +82,14 @@ def _postgres_connect_args(settings: Settings) -> dict[str, Any]:
     return args
 
 
-def build_engine(database_url: str, settings: Settings) -> Engine:
-    """Create an engine for `database_url` with the pool and driver options this service needs."""
+def build_engine(database_url: str, settings: Settings, *, autocommit: bool = False) -> Engine:
+    """Create an engine for `database_url` with the pool and driver options this service needs.
+
+    `autocommit` (PostgreSQL): every statement commits on its own, so a read or a one-statement
+    write is one round trip instead of three (BEGIN, the statement, COMMIT). The service's own
+    engine is built so: every crud operation is a single statement, and one statement is one
+    transaction. Migrations, tests and scripts keep transactions (the default).
+    """
     url = make_url(database_url)
     options: dict[str, Any] = {"echo": settings.db_echo}
     if url.get_backend_name() == "sqlite":
@@ -99,6 +105,8 @@ def build_engine(database_url: str, settings: Settings) -> Engine:
             pool_recycle=settings.db_pool_recycle,
             connect_args=_postgres_connect_args(settings),
         )
+        if autocommit:
+            options["isolation_level"] = "AUTOCOMMIT"
     engine = create_engine(url, **options)
     if url.get_backend_name() == "sqlite":
         _configure_sqlite(engine)
@@ -111,4 +119,4 @@ def build_engine(database_url: str, settings: Settings) -> Engine:
 
 
 _settings = get_settings()
-engine = build_engine(_settings.database_url, _settings)
+engine = build_engine(_settings.database_url, _settings, autocommit=True)
