@@ -34,8 +34,9 @@ logger = logging.getLogger("catalog")
 async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
     # Routes with a session run in a greenlet on the event loop on PostgreSQL, on AnyIO's worker
     # threads on SQLite (api.routing.SessionRoute). Requests wait for a database connection in
-    # the event loop (dependencies.database.database_slot), so threads are never parked on the
-    # pool; there only need to be enough of them for every connection plus the routes without one.
+    # the event loop (dependencies.database.take_database_slot), so threads are never parked
+    # on the pool; there only need to be enough of them for every connection plus the routes
+    # without one.
     limiter = anyio.to_thread.current_default_thread_limiter()
     limiter.total_tokens = max(limiter.total_tokens, database_capacity() + 8)
     if not settings.api_keys:

@@ -2,7 +2,6 @@
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -13,7 +12,7 @@ from config import get_settings
 from database.concurrency import run_blocking
 from database.session import SessionLocal
 
-__all__ = ["SessionDep", "database_slot", "get_database_session", "run_blocking"]
+__all__ = ["SessionDep", "get_database_session", "run_blocking", "take_database_slot"]
 
 
 def database_capacity() -> int:
@@ -22,12 +21,12 @@ def database_capacity() -> int:
     return settings.db_pool_size + settings.db_max_overflow
 
 
-@asynccontextmanager
-async def database_slot(request: Request) -> AsyncIterator[None]:
+async def take_database_slot(request: Request) -> asyncio.Semaphore:
     """Wait (in the event loop, not in a worker thread) for one of the pool's connections.
 
-    A request that cannot get one within DB_POOL_TIMEOUT gets a 503, so overload is answered
-    within a bounded time instead of piling up threads blocked on the pool.
+    Returns the semaphore to release when the connection is back. A request that cannot get
+    one within DB_POOL_TIMEOUT gets a 503, so overload is answered within a bounded time, and
+    the pool itself never makes anyone wait (a greenlet-run route must not block the loop).
     """
     state = request.app.state
     slots: asyncio.Semaphore | None = getattr(state, "database_slots", None)
@@ -46,10 +45,7 @@ async def database_slot(request: Request) -> AsyncIterator[None]:
     else:
         # A free slot: taken at once, without the timer (the common case, on every request).
         await slots.acquire()
-    try:
-        yield
-    finally:
-        slots.release()
+    return slots
 
 
 async def get_database_session(request: Request) -> AsyncIterator[Session]:
@@ -61,7 +57,8 @@ async def get_database_session(request: Request) -> AsyncIterator[Session]:
     still holds a transaction — go through `run_blocking`: a greenlet on this loop on
     PostgreSQL, a worker thread on SQLite.
     """
-    async with database_slot(request):
+    slots = await take_database_slot(request)
+    try:
         session = SessionLocal()
         try:
             yield session
@@ -73,6 +70,8 @@ async def get_database_session(request: Request) -> AsyncIterator[Session]:
                 await run_blocking(session, session.close)
             else:
                 session.close()  # nothing to end: no round trip
+    finally:
+        slots.release()
 
 
 # scope="function": the session closes (its connection goes back to the pool) as soon as the

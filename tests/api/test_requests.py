@@ -197,8 +197,11 @@ def test_no_free_connection_within_pool_timeout_is_503(monkeypatch: pytest.Monke
     install_problem_handlers(probe)
 
     async def slot(request: Request) -> AsyncIterator[None]:
-        async with database_dependency.database_slot(request):
+        slots = await database_dependency.take_database_slot(request)
+        try:
             yield
+        finally:
+            slots.release()
 
     @probe.get("/needs-db")
     async def needs_db(_slot: Annotated[None, Depends(slot)]) -> dict[str, str]:
