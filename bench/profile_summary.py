@@ -15,6 +15,10 @@ from collections import Counter
 
 GROUPS = [
     (
+        "waiting for PostgreSQL in the event loop (wait callback, greenlet switches)",
+        r"database/concurrency|greenlet|(?<!fast)api/routing",
+    ),
+    (
         "database: SQLAlchemy engine/pool/session + psycopg2",
         r"sqlalchemy/|psycopg2|crud/|database/",
     ),
@@ -23,7 +27,7 @@ GROUPS = [
         r"fastapi/dependencies/|fastapi/concurrency|contextlib|dependencies/",
     ),
     (
-        "handing work to/from the worker thread (anyio, queue, weakrefs)",
+        "task and cancel-scope bookkeeping (anyio, sniffio, current_task, weakrefs; threads)",
         r"anyio/|sniffio|threading\.py|queue\.py|starlette/concurrency|asyncio/tasks|weakref",
     ),
     (

@@ -85,7 +85,8 @@ def _connect_deadline(connection: Any) -> float | None:
     answers would hold a request (and, in the loop, its pool slot) until TCP gives up.
     """
     if connection.status != psycopg2.extensions.STATUS_SETUP:
-        return None  # connected: a slow statement is bounded by the server's statement_timeout
+        # Connected: a statement runs as long as the server lets it (DB_STATEMENT_TIMEOUT_MS).
+        return None
     seconds = psycopg2.extensions.parse_dsn(connection.dsn).get("connect_timeout")
     if not seconds or int(seconds) <= 0:
         return None
@@ -123,6 +124,16 @@ def cooperate_with_event_loop(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(_dbapi_connection: Any, _record: Any) -> None:
         _connected_pools.add(engine.pool)
+
+    # Opening a connection blocks before libpq polls anything: the host name is resolved with
+    # getaddrinfo() (libpq's docs: only `hostaddr` avoids it), and SCRAM hashes the password.
+    # A pool that opens a connection from a greenlet (warm-up, recycling, replacing a dead
+    # one, reconnecting after a failover) does it on a thread, so the loop never waits on DNS.
+    @event.listens_for(engine, "do_connect")
+    def _connect_on_a_thread(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        if not in_greenlet():
+            return None  # SQLAlchemy connects as usual
+        return await_(asyncio.to_thread(dialect.connect, *cargs, **cparams))
 
 
 def waits_in_event_loop(session: Session) -> bool:

@@ -197,3 +197,34 @@ def test_connecting_to_a_silent_server_gives_up_after_connect_timeout_in_the_loo
 
     with pytest.raises(psycopg2.OperationalError, match="timeout expired"):
         asyncio.run(connect())
+
+
+@postgres_only
+def test_connections_opened_for_the_event_loop_are_opened_on_a_thread(
+    fresh_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Opening one resolves the host name with a blocking getaddrinfo(): never on the loop."""
+    opened_on: list[int] = []
+    connect = psycopg2.connect
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        opened_on.append(threading.get_ident())
+        return connect(*args, **kwargs)
+
+    monkeypatch.setattr(psycopg2, "connect", spy)
+
+    async def scenario() -> list[tuple[Any, int]]:
+        await _run(fresh_engine, "SELECT 1")  # the first connection (on a thread anyway)
+        # Two at once: the pool of 2 opens its second connection for a greenlet.
+        return list(
+            await asyncio.gather(
+                _run(fresh_engine, "SELECT 1 FROM pg_sleep(0.1)"),
+                _run(fresh_engine, "SELECT 1 FROM pg_sleep(0.1)"),
+            )
+        )
+
+    runs = asyncio.run(scenario())
+
+    assert len(opened_on) == 2
+    assert all(thread == threading.main_thread().ident for _, thread in runs)
+    assert threading.main_thread().ident not in opened_on

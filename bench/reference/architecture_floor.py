@@ -1,11 +1,13 @@
-"""The client's architecture and nothing else: what GET one costs before any feature.
+"""The client's architecture and nothing else, run the way FastAPI runs it by default.
 
 engine -> SessionLocal -> one session per request through an async yield dependency
-(`scope="function"`) -> a sync route that runs one Core SELECT on the session's connection and
-writes the row with pydantic. No middleware, logging, metrics, ETag, validation limits or
-problem handlers. `bench/cpu_per_request.py architecture_floor:app get --app-dir
-bench/reference` next to the hand-written psycopg2 app shows the best ratio any service built
-this way can reach on this machine (README, Performance). Only GET /products/{id}.
+(`scope="function"`) -> a sync route, on one of AnyIO's worker threads, that runs one Core
+SELECT on the session's connection and writes the row with pydantic. No middleware, logging,
+metrics, ETag, validation limits or problem handlers. `bench/cpu_per_request.py
+architecture_floor:app get --app-dir bench/reference` next to the hand-written psycopg2 app
+shows the best ratio a service built this way can reach while every request is handed to a
+thread and back; the service runs its routes in the event loop instead (README, Design and
+Performance). Only GET /products/{id}.
 """
 
 import os
