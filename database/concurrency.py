@@ -50,23 +50,17 @@ def _wait_in_event_loop(fileno: int, state: int, timeout: float | None) -> bool:
     """Await readiness in the loop (in a greenlet); False if `timeout` seconds passed first."""
     loop = asyncio.get_running_loop()
     waiter: asyncio.Future[None] = loop.create_future()
-    reading = state == psycopg2.extensions.POLL_READ
-    if reading:
-        loop.add_reader(fileno, _wake, waiter)
+    if state == psycopg2.extensions.POLL_READ:
+        watch, unwatch = loop.add_reader, loop.remove_reader
     else:
-        loop.add_writer(fileno, _wake, waiter)
+        watch, unwatch = loop.add_writer, loop.remove_writer
+    watch(fileno, _wake, waiter)
     try:
-        if timeout is None:
-            await_(waiter)
-        else:
-            await_(asyncio.wait_for(waiter, timeout))
+        await_(waiter if timeout is None else asyncio.wait_for(waiter, timeout))
     except TimeoutError:
         return False
     finally:
-        if reading:
-            loop.remove_reader(fileno)
-        else:
-            loop.remove_writer(fileno)
+        unwatch(fileno)
     return True
 
 
@@ -137,11 +131,9 @@ def cooperate_with_event_loop(engine: Engine) -> None:
 
 
 def waits_in_event_loop(session: Session) -> bool:
-    """Whether `session`'s blocking calls can wait in the event loop: psycopg2, cooperating."""
-    return (
-        session.get_bind().engine.pool in _connected_pools
-        and psycopg2.extensions.get_wait_callback() is wait_for_server
-    )
+    """Whether `session`'s blocking calls can wait in the event loop: its engine cooperates
+    (`cooperate_with_event_loop` installed the wait callback) and its pool has connected."""
+    return session.get_bind().engine.pool in _connected_pools
 
 
 async def run_blocking(session: Session, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:

@@ -87,8 +87,8 @@ def build_engine(database_url: str, settings: Settings, *, autocommit: bool = Fa
 
     `autocommit` (PostgreSQL): every statement commits on its own, so a read or a one-statement
     write is one round trip instead of three (BEGIN, the statement, COMMIT). The service's own
-    engine is built so: every crud operation is a single statement, and one statement is one
-    transaction. Migrations, tests and scripts keep transactions (the default).
+    engine is built so: every crud write is a single statement, and one statement is one
+    transaction (README, Design). Migrations, tests and scripts keep transactions (the default).
     """
     url = make_url(database_url)
     options: dict[str, Any] = {"echo": settings.db_echo}

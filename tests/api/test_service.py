@@ -1,6 +1,10 @@
 """The index, liveness and readiness endpoints."""
 
+import gc
+
 from fastapi.testclient import TestClient
+
+import main  # noqa: F401  (importing main is start-up: it freezes what was loaded)
 
 
 def test_index_names_the_service_and_links_onwards(client: TestClient) -> None:
@@ -40,3 +44,8 @@ def test_docs_page_is_served(client: TestClient) -> None:
 
     assert response.status_code == 200
     assert "swagger" in response.text.lower()
+
+
+def test_the_objects_of_start_up_are_out_of_the_garbage_collectors_sight() -> None:
+    # Full collections under load then scan only what requests allocate (README, Design).
+    assert gc.get_freeze_count() > 0
