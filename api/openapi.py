@@ -3,8 +3,8 @@
 Routes declare the statuses they can answer with `problem_responses(...)` and their success
 headers; `build_openapi` then fixes what FastAPI cannot express on its own: errors are
 `application/problem+json` with the `Problem` schema (422 included), every response carries
-`X-Request-ID`, PATCH also takes `application/merge-patch+json`, and the response schema of a
-product is called `Product`.
+`X-Request-ID`, PATCH also takes `application/merge-patch+json`, the response schema of a
+product is called `Product`, and the API-key schemes the writes accept are declared.
 """
 
 from http import HTTPStatus
@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from api.problems import PROBLEM_MEDIA_TYPE
+from dependencies.access import security_schemes
 from schemas.problem import Problem
 
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
@@ -118,6 +119,8 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         routes=app.routes,
     )
     _rename_schema(document, "ProductRead", "Product")
+    # The writes name the API-key schemes (`openapi_extra`); the schemes themselves go here.
+    document["components"]["securitySchemes"] = security_schemes()
     schemas = document["components"]["schemas"]
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)

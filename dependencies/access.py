@@ -2,22 +2,34 @@
 
 import hashlib
 import hmac
-from typing import Annotated
+from typing import Any
 
-from fastapi import Depends, HTTPException, Request
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import HTTPException, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.security import APIKeyHeader, HTTPBearer
 
-from config import Settings, get_settings
+from config import get_settings
 
+# FastAPI's own parsers of the two headers. They are called by `require_write_access`, not
+# declared as dependencies of it: every dependency FastAPI solves costs a request about as much
+# CPU as its SQL does (README, Performance), and these two would only hand over a header.
+# The OpenAPI document declares them by hand instead (`WRITE_SECURITY`, `security_schemes`).
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <API key>`")
 _api_key_header = APIKeyHeader(
     name="X-API-Key", auto_error=False, description="`X-API-Key: <API key>`"
 )
+_SCHEMES = (_bearer, _api_key_header)
+
+# `openapi_extra` of every write: either scheme will do (what FastAPI writes for a dependency).
+WRITE_SECURITY: dict[str, Any] = {"security": [{scheme.scheme_name: []} for scheme in _SCHEMES]}
 
 
-async def current_settings() -> Settings:
-    """The settings, as a dependency the tests can override (async: no worker thread)."""
-    return get_settings()
+def security_schemes() -> dict[str, Any]:
+    """`components.securitySchemes` of the OpenAPI document, as FastAPI would write them."""
+    return {
+        scheme.scheme_name: jsonable_encoder(scheme.model, by_alias=True, exclude_none=True)
+        for scheme in _SCHEMES
+    }
 
 
 def _digest(key: str) -> bytes:
@@ -31,22 +43,20 @@ def _is_known(presented: str, keys: list[str]) -> bool:
     return any([hmac.compare_digest(offered, _digest(key)) for key in keys])  # noqa: C419
 
 
-async def require_write_access(
-    request: Request,
-    settings: Annotated[Settings, Depends(current_settings)],
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    api_key: Annotated[str | None, Depends(_api_key_header)],
-) -> None:
+async def require_write_access(request: Request) -> None:
     """401 unless `API_KEYS` is empty, or the request carries a key and every key it carries is
     valid (a wrong `Authorization` is not excused by a right `X-API-Key`, or the other way)."""
-    if not settings.api_keys:
+    keys = get_settings().api_keys
+    if not keys:
         return
     presented: list[str | None] = []
     if "authorization" in request.headers:
+        bearer = await _bearer(request)
         presented.append(bearer.credentials if bearer is not None else None)  # None: not Bearer
+    api_key = await _api_key_header(request)
     if api_key is not None:
         presented.append(api_key)
-    valid = [key is not None and _is_known(key, settings.api_keys) for key in presented]
+    valid = [key is not None and _is_known(key, keys) for key in presented]
     if not valid or not all(valid):
         raise HTTPException(
             status_code=401,

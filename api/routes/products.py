@@ -11,9 +11,9 @@ import crud.products as crud
 from api.openapi import ETAG_HEADER, LIST_HEADERS, LOCATION_HEADER, problem_responses
 from api.pagination import cursor_binding, decode_cursor, encode_cursor, page_links
 from api.routing import SessionRoute
-from dependencies.access import require_write_access
+from dependencies.access import WRITE_SECURITY, require_write_access
 from dependencies.conditional import IfMatch, IfNoneMatch, etag_for, none_match_hits
-from dependencies.content_type import require_json_body
+from dependencies.content_type import require_json_write
 from dependencies.database import SessionDep
 from schemas.listing import ProductQuery
 from schemas.product import (
@@ -29,7 +29,7 @@ router = APIRouter(prefix="/products", tags=["products"], route_class=SessionRou
 
 # Writes need an API key (when API_KEYS is set); writes with a body need a JSON body.
 WRITE = [Depends(require_write_access)]
-JSON_WRITE = [*WRITE, Depends(require_json_body)]
+JSON_WRITE = [Depends(require_json_write)]
 UPDATE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "The product after the change.", "headers": ETAG_HEADER},
     **problem_responses(400, 401, 404, 409, 412, 413, 415, 422, 503),
@@ -67,6 +67,7 @@ def _products_response(
     status_code=201,
     response_model=ProductRead,
     dependencies=JSON_WRITE,
+    openapi_extra=WRITE_SECURITY,
     responses={
         201: {"description": "Created.", "headers": {**LOCATION_HEADER, **ETAG_HEADER}},
         **problem_responses(400, 401, 409, 413, 415, 422, 503),
@@ -85,6 +86,7 @@ def create_product(payload: ProductCreate, db: SessionDep) -> Response:
     status_code=201,
     response_model=list[ProductRead],
     dependencies=JSON_WRITE,
+    openapi_extra=WRITE_SECURITY,
     responses={
         201: {"description": "Created, in request order."},
         **problem_responses(400, 401, 409, 413, 415, 422, 503),
@@ -161,6 +163,7 @@ def _update(
     "/{product_id:int}",
     response_model=ProductRead,
     dependencies=JSON_WRITE,
+    openapi_extra=WRITE_SECURITY,
     responses=UPDATE_RESPONSES,
 )
 def replace_product(
@@ -174,6 +177,7 @@ def replace_product(
     "/{product_id:int}",
     response_model=ProductRead,
     dependencies=JSON_WRITE,
+    openapi_extra=WRITE_SECURITY,
     responses=UPDATE_RESPONSES,
 )
 def patch_product(
@@ -187,6 +191,7 @@ def patch_product(
     "/{product_id:int}/stock",
     response_model=ProductRead,
     dependencies=JSON_WRITE,
+    openapi_extra=WRITE_SECURITY,
     responses=UPDATE_RESPONSES,
 )
 def change_stock(
@@ -201,6 +206,7 @@ def change_stock(
     "/{product_id:int}",
     status_code=204,
     dependencies=WRITE,
+    openapi_extra=WRITE_SECURITY,
     responses={204: {"description": "Deleted."}, **problem_responses(401, 404, 412, 422, 503)},
 )
 def delete_product(product_id: ProductId, db: SessionDep, if_match: IfMatch) -> Response:

@@ -7,8 +7,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from config import Settings
-from dependencies.access import current_settings
+from config import get_settings
 from main import app
 
 KEYS = ["first-key-0123456789", "second-key-abcdefghij"]
@@ -23,10 +22,10 @@ WRITES: list[tuple[str, str, Any]] = [
 
 
 @pytest.fixture
-def with_api_keys() -> Iterator[None]:
-    app.dependency_overrides[current_settings] = lambda: Settings(api_keys=KEYS)
+def with_api_keys(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    # The process's settings, as API_KEYS would set them (restored after the test).
+    monkeypatch.setattr(get_settings(), "api_keys", KEYS)
     yield
-    app.dependency_overrides.pop(current_settings, None)
 
 
 @pytest.fixture
@@ -86,6 +85,19 @@ def test_write_with_a_valid_key_succeeds(
 @pytest.mark.parametrize("path", ["/products", "/products/{id}", "/", "/health", "/health/ready"])
 def test_reads_stay_public(client: TestClient, product: dict[str, Any], path: str) -> None:
     assert client.get(path.format(id=product["id"])).status_code == 200
+
+
+@pytest.mark.usefixtures("with_api_keys")
+@pytest.mark.parametrize("headers", [{}, {"X-API-Key": "wrong"}], ids=["missing", "wrong"])
+def test_a_write_without_a_valid_key_is_401_whatever_its_body(
+    client: TestClient, headers: dict[str, str]
+) -> None:
+    # The key is checked before the body's media type: no 415 tells a stranger anything.
+    response = client.post(
+        "/products", content=b"name=Tee", headers={"Content-Type": "text/plain", **headers}
+    )
+
+    assert response.status_code == 401
 
 
 def test_without_api_keys_writes_are_open(client: TestClient) -> None:
