@@ -2,6 +2,7 @@
 
 import json
 import logging
+import time
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -39,15 +40,34 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class TextFormatter(logging.Formatter):
+    """`<time> <level> <logger> [<request id>] <message>`, the time formatted once a second.
+
+    logging's own `formatTime` runs `localtime` and `strftime` for every line: on an access
+    line per request, that is a measurable share of a simple read's CPU (README, Performance).
+    """
+
+    _FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+
+    def __init__(self) -> None:
+        super().__init__(self._FORMAT)
+        self._second, self._second_text = -1, ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        second = int(record.created)
+        if second != self._second:  # called under the handler's lock: no race
+            local = self.converter(record.created)
+            self._second, self._second_text = second, time.strftime(self.default_time_format, local)
+        return f"{self._second_text},{int(record.msecs):03d}"  # logging's "%s,%03d"
+
+
 def configure_logging(settings: Settings) -> None:
     handler = logging.StreamHandler()
     handler.addFilter(_RequestIdFilter())
     if settings.log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
-        )
+        handler.setFormatter(TextFormatter())
     # The logging HOWTO's "Optimization" table: skip collecting what no formatter here prints
     # (caller's file and line, thread, process); measured ~2% of a simple read's CPU.
     logging._srcfile = None

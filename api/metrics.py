@@ -1,6 +1,7 @@
 """Prometheus metrics: requests and latency by route template, the pool, database errors."""
 
 from collections.abc import Iterator
+from functools import cache
 
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
@@ -26,6 +27,19 @@ POOL_TIMEOUTS = Counter(
     "catalog_database_pool_timeouts_total",
     "Requests answered 503 because no pooled connection became free in DB_POOL_TIMEOUT.",
 )
+
+
+@cache  # one entry per series seen, as the metrics themselves keep one child per series
+def _http_series(method: str, route: str, status: int) -> tuple[Counter, Histogram]:
+    # `labels()` validates and locks on every call; the children it returns are for keeps.
+    return HTTP_REQUESTS.labels(method, route, status), HTTP_LATENCY.labels(method, route, status)
+
+
+def observe_request(method: str, route: str, status: int, seconds: float) -> None:
+    """Count one answered request and its duration, by method, route template and status."""
+    requests, latency = _http_series(method, route, status)
+    requests.inc()
+    latency.observe(seconds)
 
 
 class _PoolCollector(Collector):

@@ -9,7 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.logs import request_id_var
-from api.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from api.metrics import observe_request
 from api.problems import problem, unexpected_error
 
 access_log = logging.getLogger("catalog.access")
@@ -143,6 +143,5 @@ class RequestContextMiddleware:
                     "duration_ms": round(elapsed * 1000, 2),
                 },
             )
-            HTTP_REQUESTS.labels(method, template, status).inc()
-            HTTP_LATENCY.labels(method, template, status).observe(elapsed)
+            observe_request(method, template, status, elapsed)
             request_id_var.reset(token)

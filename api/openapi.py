@@ -110,6 +110,22 @@ def _rename_schema(document: dict[str, Any], old: str, new: str) -> None:
     walk(document)
 
 
+_METHOD_ORDER = ("get", "post", "put", "patch", "delete")
+
+
+def _in_reading_order(paths: dict[str, Any]) -> dict[str, Any]:
+    """Paths sorted, and each path's operations in the usual order of their methods: the
+    routes themselves are declared in the order that matches requests fastest."""
+
+    def method_rank(method: str) -> int:
+        return _METHOD_ORDER.index(method) if method in _METHOD_ORDER else len(_METHOD_ORDER)
+
+    return {
+        path: {method: item[method] for method in sorted(item, key=method_rank)}
+        for path, item in sorted(paths.items())
+    }
+
+
 def build_openapi(app: FastAPI) -> dict[str, Any]:
     document = get_openapi(
         title=app.title,
@@ -145,6 +161,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
             body = operation.get("requestBody", {}).get("content", {})
             if method == "patch" and "application/json" in body:
                 body["application/merge-patch+json"] = body["application/json"]
+    document["paths"] = _in_reading_order(document["paths"])
     return document
 
 

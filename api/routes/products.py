@@ -62,6 +62,31 @@ def _products_response(
     return Response(body, status_code=status_code, media_type="application/json", headers=headers)
 
 
+# The routes, busiest first. FastAPI tries them in this order, and every route tried before the
+# one that matches costs the request CPU (twice: once to choose this router, once within it).
+# No two of them overlap for one method, so the order changes nothing else.
+@router.get(
+    "/{product_id:int}",
+    response_model=ProductRead,
+    responses={
+        200: {"description": "The product.", "headers": ETAG_HEADER},
+        304: {
+            "description": "Not Modified: `If-None-Match` names the current ETag.",
+            "headers": ETAG_HEADER,
+        },
+        **problem_responses(404, 422, 503),
+    },
+)
+def read_product(
+    product_id: ProductId, db: SessionDep, if_none_match: IfNoneMatch = None
+) -> Response:
+    """Read one product."""
+    product = crud.read_product(db, product_id)
+    if none_match_hits(if_none_match, product.version):
+        return Response(status_code=304, headers={"ETag": etag_for(product.version)})
+    return _product_response(product)
+
+
 @router.post(
     "",
     status_code=201,
@@ -79,23 +104,6 @@ def create_product(payload: ProductCreate, db: SessionDep) -> Response:
     # read_product's path, written out: url_path_for walks every route (2% of a POST).
     location = f"{router.prefix}/{product.id}"
     return _product_response(product, status_code=201, headers={"Location": location})
-
-
-@router.post(
-    "/bulk",
-    status_code=201,
-    response_model=list[ProductRead],
-    dependencies=JSON_WRITE,
-    openapi_extra=WRITE_SECURITY,
-    responses={
-        201: {"description": "Created, in request order."},
-        **problem_responses(400, 401, 409, 413, 415, 422, 503),
-    },
-)
-def create_products(payload: Annotated[ProductBatch, Body()], db: SessionDep) -> Response:
-    """Create 1 to 1000 products at once: all of them, or none."""
-    products = crud.create_products(db, rows=[item.model_dump() for item in payload])
-    return _products_response(products, status_code=201)
 
 
 @router.get(
@@ -129,48 +137,12 @@ def list_products(
     return _products_response(page, headers=headers)
 
 
-@router.get(
-    "/{product_id:int}",
-    response_model=ProductRead,
-    responses={
-        200: {"description": "The product.", "headers": ETAG_HEADER},
-        304: {
-            "description": "Not Modified: `If-None-Match` names the current ETag.",
-            "headers": ETAG_HEADER,
-        },
-        **problem_responses(404, 422, 503),
-    },
-)
-def read_product(
-    product_id: ProductId, db: SessionDep, if_none_match: IfNoneMatch = None
-) -> Response:
-    """Read one product."""
-    product = crud.read_product(db, product_id)
-    if none_match_hits(if_none_match, product.version):
-        return Response(status_code=304, headers={"ETag": etag_for(product.version)})
-    return _product_response(product)
-
-
 def _update(
     db: SessionDep, product_id: int, payload: ProductUpdate, if_match: frozenset[int] | None
 ) -> Response:
     changes: dict[str, Any] = payload.model_dump(exclude_unset=True)
     product = crud.update_product(db, product_id, changes=changes, expected_versions=if_match)
     return _product_response(product)
-
-
-@router.put(
-    "/{product_id:int}",
-    response_model=ProductRead,
-    dependencies=JSON_WRITE,
-    openapi_extra=WRITE_SECURITY,
-    responses=UPDATE_RESPONSES,
-)
-def replace_product(
-    product_id: ProductId, payload: ProductUpdate, db: SessionDep, if_match: IfMatch
-) -> Response:
-    """Update a product: only the fields sent change."""
-    return _update(db, product_id, payload, if_match)
 
 
 @router.patch(
@@ -184,6 +156,20 @@ def patch_product(
     product_id: ProductId, payload: ProductUpdate, db: SessionDep, if_match: IfMatch
 ) -> Response:
     """Update a product with a JSON merge patch."""
+    return _update(db, product_id, payload, if_match)
+
+
+@router.put(
+    "/{product_id:int}",
+    response_model=ProductRead,
+    dependencies=JSON_WRITE,
+    openapi_extra=WRITE_SECURITY,
+    responses=UPDATE_RESPONSES,
+)
+def replace_product(
+    product_id: ProductId, payload: ProductUpdate, db: SessionDep, if_match: IfMatch
+) -> Response:
+    """Update a product: only the fields sent change."""
     return _update(db, product_id, payload, if_match)
 
 
@@ -213,3 +199,20 @@ def delete_product(product_id: ProductId, db: SessionDep, if_match: IfMatch) -> 
     """Delete a product."""
     crud.delete_product(db, product_id, expected_versions=if_match)
     return Response(status_code=204)
+
+
+@router.post(
+    "/bulk",
+    status_code=201,
+    response_model=list[ProductRead],
+    dependencies=JSON_WRITE,
+    openapi_extra=WRITE_SECURITY,
+    responses={
+        201: {"description": "Created, in request order."},
+        **problem_responses(400, 401, 409, 413, 415, 422, 503),
+    },
+)
+def create_products(payload: Annotated[ProductBatch, Body()], db: SessionDep) -> Response:
+    """Create 1 to 1000 products at once: all of them, or none."""
+    products = crud.create_products(db, rows=[item.model_dump() for item in payload])
+    return _products_response(products, status_code=201)

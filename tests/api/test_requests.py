@@ -10,9 +10,10 @@ from typing import Annotated, Any
 import pytest
 from fastapi import Depends, FastAPI, Request
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 
 import dependencies.database as database_dependency
-from api.logs import JsonFormatter
+from api.logs import JsonFormatter, TextFormatter
 from api.problems import install_problem_handlers
 from config import Settings
 
@@ -173,6 +174,19 @@ def test_json_log_lines_carry_the_extras() -> None:
     assert (entry["route"], entry["status"], entry["level"]) == ("/x", 200, "info")
 
 
+@pytest.mark.parametrize("step", [0.25, 0.5, 1.0, 61.0], ids=lambda s: f"{s}s")
+def test_text_log_lines_read_as_the_standard_format_from_second_to_second(step: float) -> None:
+    ours = TextFormatter()
+    standard = logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
+    for number in range(12):
+        record = logging.makeLogRecord({"name": "catalog", "msg": "line %d", "args": (number,)})
+        record.created = 1_700_000_000.875 + number * step
+        record.msecs = (record.created % 1) * 1000
+        record.request_id = "rid-1"
+
+        assert ours.format(record) == standard.format(record)
+
+
 def test_metrics_count_requests_by_route_template_and_status(client: TestClient) -> None:
     product = client.post("/products", json={"name": "Tee", "price": 5}).json()
     client.get(f"/products/{product['id']}")
@@ -189,6 +203,21 @@ def test_metrics_count_requests_by_route_template_and_status(client: TestClient)
     assert "catalog_http_request_duration_seconds_bucket" in text
     assert "catalog_database_pool_checked_out" in text
     assert "catalog_database_errors_total" in text
+
+
+def test_metrics_count_every_request_once(client: TestClient) -> None:
+    labels = {"method": "GET", "route": "/health", "status": "200"}
+
+    def counted() -> tuple[float, float]:
+        requests = REGISTRY.get_sample_value("catalog_http_requests_total", labels) or 0.0
+        timed = REGISTRY.get_sample_value("catalog_http_request_duration_seconds_count", labels)
+        return requests, timed or 0.0
+
+    before = counted()
+    for _ in range(3):
+        client.get("/health")
+
+    assert counted() == (before[0] + 3, before[1] + 3)
 
 
 def test_no_free_connection_within_pool_timeout_is_503(monkeypatch: pytest.MonkeyPatch) -> None:
