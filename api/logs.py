@@ -51,14 +51,15 @@ class TextFormatter(logging.Formatter):
 
     def __init__(self) -> None:
         super().__init__(self._FORMAT)
-        self._second, self._second_text = -1, ""
+        self._cached: tuple[int, str] = (-1, "")  # (second, its text): read and written whole
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         second = int(record.created)
-        if second != self._second:  # called under the handler's lock: no race
-            local = self.converter(record.created)
-            self._second, self._second_text = second, time.strftime(self.default_time_format, local)
-        return f"{self._second_text},{int(record.msecs):03d}"  # logging's "%s,%03d"
+        cached_second, text = self._cached
+        if second != cached_second:
+            text = time.strftime(self.default_time_format, self.converter(record.created))
+            self._cached = (second, text)
+        return f"{text},{int(record.msecs):03d}"  # logging's "%s,%03d"
 
 
 def configure_logging(settings: Settings) -> None:

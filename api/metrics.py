@@ -32,6 +32,8 @@ POOL_TIMEOUTS = Counter(
 @cache  # one entry per series seen, as the metrics themselves keep one child per series
 def _http_series(method: str, route: str, status: int) -> tuple[Counter, Histogram]:
     # `labels()` validates and locks on every call; the children it returns are for keeps.
+    # Whoever removes series (`HTTP_REQUESTS.clear()`, `.remove(...)`) must also call
+    # `_http_series.cache_clear()`, or later requests count into children no longer exported.
     return HTTP_REQUESTS.labels(method, route, status), HTTP_LATENCY.labels(method, route, status)
 
 

@@ -136,7 +136,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     )
     _rename_schema(document, "ProductRead", "Product")
     # The writes name the API-key schemes (`openapi_extra`); the schemes themselves go here.
-    document["components"]["securitySchemes"] = security_schemes()
+    document["components"].setdefault("securitySchemes", {}).update(security_schemes())
     schemas = document["components"]["schemas"]
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)

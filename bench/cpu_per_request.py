@@ -19,6 +19,7 @@ the service with itself (or with another checkout), not with an app built anothe
 """
 
 import argparse
+import ast
 import asyncio
 import importlib
 import json
@@ -142,6 +143,8 @@ def main() -> None:
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "info"),
     }
     if args.instructions:
+        if args.runs != 1:
+            parser.error("--instructions is one measurement: it takes no --runs")
         counts = [_instructions(args, env, requests) for requests in (200, 1200)]
         per_request = (counts[1] - counts[0]) / 1000
         print(f"{args.app} {args.kind}: {per_request:,.0f} instructions per request")
@@ -170,11 +173,15 @@ def _instructions(args: argparse.Namespace, env: dict[str, str], requests: int) 
     result = subprocess.run(
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *child],
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        capture_output=True,
         text=True,
         check=True,
     )
+    # The child prints its CPU time and the statuses it got: a count of failed requests (no
+    # database, an empty table) is no figure for the requests the scenario means.
+    statuses = ast.literal_eval(result.stdout.split(maxsplit=1)[1])
+    if set(statuses) - {200, 201}:
+        raise RuntimeError(f"{args.app} {args.kind}: not every request succeeded: {statuses}")
     collected = re.search(r"Collected : (\d+)", result.stderr)
     if collected is None:
         raise RuntimeError(f"no instruction count from valgrind:\n{result.stderr[-2000:]}")

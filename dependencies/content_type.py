@@ -12,8 +12,12 @@ def _is_json(content_type: str) -> bool:
     )
 
 
-def require_json_body(request: Request) -> None:
-    """415 for a non-empty body whose Content-Type is not JSON (or is missing)."""
+def _require_json_body(request: Request) -> None:
+    """415 for a non-empty body whose Content-Type is not JSON (or is missing).
+
+    A plain function, called by `require_json_write`: as a dependency of its own it would run
+    on a worker thread (FastAPI runs plain `def` dependencies there) and cost a dependency.
+    """
     headers = request.headers
     has_body = headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
     if has_body and not _is_json(headers.get("content-type", "")):
@@ -30,4 +34,4 @@ async def require_json_write(request: Request) -> None:
     is per request (README, Performance), and the order of the two answers stays fixed.
     """
     await require_write_access(request)
-    require_json_body(request)
+    _require_json_body(request)
