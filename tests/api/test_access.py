@@ -92,8 +92,8 @@ def test_reads_stay_public(client: TestClient, product: dict[str, Any], path: st
 def test_a_write_without_a_valid_key_is_401_whatever_its_body(
     client: TestClient, headers: dict[str, str]
 ) -> None:
-    # The key is checked before the body's media type (a body that is not JSON at all is
-    # still a 400 first: FastAPI parses the body before it solves any dependency).
+    # The key is checked before the body's media type (a body sent as JSON that does not
+    # parse is still a 400 first: FastAPI parses the body before it solves any dependency).
     response = client.post(
         "/products", content=b"name=Tee", headers={"Content-Type": "text/plain", **headers}
     )
