@@ -27,9 +27,16 @@ from schemas.product import (
 
 router = APIRouter(prefix="/products", tags=["products"], route_class=SessionRoute)
 
-# Writes need an API key (when API_KEYS is set); writes with a body need a JSON body.
-WRITE = [Depends(require_write_access)]
-JSON_WRITE = [Depends(require_json_write)]
+# Writes need an API key (when API_KEYS is set); writes with a body need a JSON body. Each is
+# one dependency, and the OpenAPI document names the key schemes on every write.
+WRITE: dict[str, Any] = {
+    "dependencies": [Depends(require_write_access)],
+    "openapi_extra": WRITE_SECURITY,
+}
+JSON_WRITE: dict[str, Any] = {
+    "dependencies": [Depends(require_json_write)],
+    "openapi_extra": WRITE_SECURITY,
+}
 UPDATE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "The product after the change.", "headers": ETAG_HEADER},
     **problem_responses(400, 401, 404, 409, 412, 413, 415, 422, 503),
@@ -91,8 +98,7 @@ def read_product(
     "",
     status_code=201,
     response_model=ProductRead,
-    dependencies=JSON_WRITE,
-    openapi_extra=WRITE_SECURITY,
+    **JSON_WRITE,
     responses={
         201: {"description": "Created.", "headers": {**LOCATION_HEADER, **ETAG_HEADER}},
         **problem_responses(400, 401, 409, 413, 415, 422, 503),
@@ -148,8 +154,7 @@ def _update(
 @router.patch(
     "/{product_id:int}",
     response_model=ProductRead,
-    dependencies=JSON_WRITE,
-    openapi_extra=WRITE_SECURITY,
+    **JSON_WRITE,
     responses=UPDATE_RESPONSES,
 )
 def patch_product(
@@ -162,8 +167,7 @@ def patch_product(
 @router.put(
     "/{product_id:int}",
     response_model=ProductRead,
-    dependencies=JSON_WRITE,
-    openapi_extra=WRITE_SECURITY,
+    **JSON_WRITE,
     responses=UPDATE_RESPONSES,
 )
 def replace_product(
@@ -176,8 +180,7 @@ def replace_product(
 @router.post(
     "/{product_id:int}/stock",
     response_model=ProductRead,
-    dependencies=JSON_WRITE,
-    openapi_extra=WRITE_SECURITY,
+    **JSON_WRITE,
     responses=UPDATE_RESPONSES,
 )
 def change_stock(
@@ -191,8 +194,7 @@ def change_stock(
 @router.delete(
     "/{product_id:int}",
     status_code=204,
-    dependencies=WRITE,
-    openapi_extra=WRITE_SECURITY,
+    **WRITE,
     responses={204: {"description": "Deleted."}, **problem_responses(401, 404, 412, 422, 503)},
 )
 def delete_product(product_id: ProductId, db: SessionDep, if_match: IfMatch) -> Response:
@@ -205,8 +207,7 @@ def delete_product(product_id: ProductId, db: SessionDep, if_match: IfMatch) -> 
     "/bulk",
     status_code=201,
     response_model=list[ProductRead],
-    dependencies=JSON_WRITE,
-    openapi_extra=WRITE_SECURITY,
+    **JSON_WRITE,
     responses={
         201: {"description": "Created, in request order."},
         **problem_responses(400, 401, 409, 413, 415, 422, 503),
