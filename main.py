@@ -1,5 +1,6 @@
 """Assembles the app: settings, logging, routers, middleware and error handlers."""
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -31,7 +32,7 @@ logger = logging.getLogger("catalog")
 
 
 @asynccontextmanager
-async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Routes with a session run in a greenlet on the event loop on PostgreSQL, on AnyIO's worker
     # threads on SQLite (api.routing.SessionRoute). Requests wait for a database connection in
     # the event loop (dependencies.database.take_database_slot), so threads are never parked
@@ -39,6 +40,10 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
     # without one.
     limiter = anyio.to_thread.current_default_thread_limiter()
     limiter.total_tokens = max(limiter.total_tokens, database_capacity() + 8)
+    # The pool's slots belong to this serving run: an asyncio.Semaphore is bound to the first
+    # event loop that waits on it, and a later run (a second TestClient, an embedding) has its
+    # own loop.
+    app.state.database_slots = asyncio.Semaphore(database_capacity())
     if not settings.api_keys:
         logger.warning("API_KEYS is not set: writes (POST, PUT, PATCH, DELETE) are open to anyone")
     yield

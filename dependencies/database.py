@@ -30,7 +30,7 @@ async def take_database_slot(request: Request) -> asyncio.Semaphore:
     """
     state = request.app.state
     slots: asyncio.Semaphore | None = getattr(state, "database_slots", None)
-    if slots is None:
+    if slots is None:  # an app served without its lifespan, which makes them (main.py)
         slots = state.database_slots = asyncio.Semaphore(database_capacity())
     if slots.locked():
         # Every connection is lent out: queue (first come, first served), but not forever.

@@ -245,3 +245,28 @@ def test_no_free_connection_within_pool_timeout_is_503(monkeypatch: pytest.Monke
     assert response.status_code == 503
     assert response.headers["retry-after"]
     assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_a_full_pool_queues_in_every_event_loop_that_serves_the_app(client: TestClient) -> None:
+    """An asyncio.Semaphore belongs to the first event loop that waits on it; the app's pool
+    slots must not outlive the serving run that made them (a second TestClient, an embedding)."""
+
+    async def contend() -> None:
+        # Take every slot, queue one more request, free a slot: the queued one gets it.
+        request = Request({"type": "http", "app": client.app, "headers": []})
+        taken = [
+            await database_dependency.take_database_slot(request)
+            for _ in range(database_dependency.database_capacity())
+        ]
+        waiting = asyncio.ensure_future(database_dependency.take_database_slot(request))
+        await asyncio.sleep(0)
+        taken.pop().release()
+        taken.append(await asyncio.wait_for(waiting, 1))
+        for slots in taken:
+            slots.release()
+
+    assert client.portal is not None
+    client.portal.call(contend)  # the slots' semaphore now belongs to this loop
+    with TestClient(client.app) as second:  # a new serving run: a new event loop
+        assert second.portal is not None
+        second.portal.call(contend)
