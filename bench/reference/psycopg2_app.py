@@ -1,12 +1,30 @@
-"""Reference: hand-written FastAPI sync routes on psycopg2, a small pool, no response_model.
+"""Yardstick: the service's four benchmarked routes by hand, with the same work and guarantees.
 
-Every route is a plain `def`, as in issue 7's yardstick: psycopg2 blocks, so the routes run on
-AnyIO's worker threads. (An earlier version read the body in `async def` routes and then ran
-the blocking INSERT/UPDATE on the event loop itself, which no service should do and which made
-its POST and PATCH look cheaper than the yardstick's.)
+What bench/throughput.py measures the service against: FastAPI and psycopg2 alone, written as a
+competent developer would, doing per request what the service does. Run from this directory:
+DATABASE_URL=postgresql://... uvicorn psycopg2_app:app
 
-The yardstick of bench/throughput.py: the same four operations on the same `products` table,
-with nothing but the SQL and the JSON. Run: DATABASE_URL=postgresql://... uvicorn app:app
+- Plain `def` routes: FastAPI runs each request on a worker thread, where psycopg2 may block.
+- A thread-safe pool of POOL_SIZE connections (default 10, as the service's), all opened at
+  start (minconn = maxconn: psycopg2 closes any connection returned beyond minconn); a request
+  waits for a free one instead of failing. Sessions in UTC, as the service's (`-c timezone=UTC`).
+- Reads in autocommit: a single-statement read is one round trip. GET one: one SELECT. The
+  list's first page: one SELECT of limit + 1 rows (is there a next page?) with the total as a
+  scalar subquery, as crud.products.list_products does it; with `skip`, page and count are two
+  statements, as there. Tuple rows (a plain cursor) become the contract's nine fields: price a
+  JSON number, timestamps RFC 3339 UTC with "Z" (what the service writes).
+- Writes in a transaction: BEGIN, the statement, COMMIT (three round trips), as the service
+  does for every write. Bodies go through pydantic models with the contract's rules (unknown
+  fields 422, read-only fields ignored). POST: one INSERT ... RETURNING, created_at and
+  updated_at both the column default now() (the transaction's time: equal), 409 on a duplicate
+  sku. PATCH: only the fields sent, version + 1, updated_at = now(), `If-Match` (one ETag or
+  `*`; stale: 412, nothing changes) in the UPDATE's WHERE, 404 when missing.
+- ETag "<version>" on every single product, `If-None-Match` -> 304 on GET one, Location on 201,
+  X-Total-Count and `Link: rel="next"` on the list.
+
+Left out, so the ratios include what they cost the service: request ids, access log, metrics,
+API keys, idempotency keys, keyset cursors (the next link here is an offset), list filters and
+sorting, problem+json for FastAPI's own errors, 503 for database errors, the other routes.
 """
 
 import json
@@ -14,82 +32,186 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import Body, FastAPI, Response
-from psycopg2.extras import RealDictCursor
+from fastapi import FastAPI, Header, Path, Query, Response
+from psycopg2.errors import UniqueViolation
+from psycopg2.extensions import cursor as Cursor
 from psycopg2.pool import ThreadedConnectionPool
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 DSN = os.environ["DATABASE_URL"].replace("postgresql+psycopg2://", "postgresql://")
 POOL_SIZE = int(os.environ.get("POOL_SIZE", "10"))
-# minconn = maxconn: psycopg2 closes every connection returned beyond minconn.
-POOL = ThreadedConnectionPool(POOL_SIZE, POOL_SIZE, DSN)
+POOL = ThreadedConnectionPool(POOL_SIZE, POOL_SIZE, DSN, options="-c timezone=UTC")
 SLOTS = threading.BoundedSemaphore(POOL_SIZE)  # wait for a connection instead of failing
 COLUMNS = "id, sku, name, description, price, quantity, created_at, updated_at, version"
+FIELDS = COLUMNS.split(", ")
+BY_ID = f"SELECT {COLUMNS} FROM products WHERE id = %s"
+INSERT = (  # created_at and updated_at: both the default now(), the transaction's time
+    "INSERT INTO products (sku, name, description, price, quantity) VALUES "
+    f"(%(sku)s, %(name)s, %(description)s, %(price)s, %(quantity)s) RETURNING {COLUMNS}"
+)
+INT4_MAX = 2_147_483_647
 app = FastAPI()
+
+Sku = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+NO_CONTROL = r"^[^\x00-\x1f\x7f-\x9f]+$"
+Name = Annotated[
+    str, StringConstraints(strict=True, strip_whitespace=True, max_length=100, pattern=NO_CONTROL)
+]
+Description = Annotated[str, StringConstraints(strict=True, max_length=500, pattern=r"^[^\x00]*$")]
+Price = Annotated[Decimal, Field(gt=0, max_digits=10, decimal_places=2, allow_inf_nan=False)]
+Quantity = Annotated[int, Field(strict=True, ge=0, le=INT4_MAX)]
+ProductId = Annotated[int, Path(ge=1, le=INT4_MAX)]
+
+
+class _Body(BaseModel):
+    # Unknown fields are a 422; the read-only ones are accepted and ignored (never dumped).
+    model_config = ConfigDict(extra="forbid")
+    id: Any = Field(None, exclude=True)
+    version: Any = Field(None, exclude=True)
+    created_at: Any = Field(None, exclude=True)
+    updated_at: Any = Field(None, exclude=True)
+
+
+class ProductCreate(_Body):
+    sku: Sku | None = None
+    name: Name
+    description: Description | None = None
+    price: Price
+    quantity: Quantity = 0
+
+
+class ProductUpdate(_Body):  # no `| None` on required columns: an explicit null is a 422
+    sku: Sku | None = None
+    name: Name = None  # type: ignore[assignment]
+    description: Description | None = None
+    price: Price = None  # type: ignore[assignment]
+    quantity: Quantity = None  # type: ignore[assignment]
 
 
 @contextmanager
-def cursor() -> Iterator[Any]:
+def cursor(*, transaction: bool = False) -> Iterator[Cursor]:
+    """A pooled connection's cursor, in autocommit or (`transaction`) in BEGIN ... COMMIT."""
     with SLOTS:
         connection = POOL.getconn()
         try:
-            with connection, connection.cursor(cursor_factory=RealDictCursor) as cur:
-                yield cur
+            connection.autocommit = True  # a client-side flag: no round trip
+            if transaction:  # since psycopg2 2.9 `with connection` begins even in autocommit
+                with connection, connection.cursor() as cur:
+                    yield cur
+            else:
+                with connection.cursor() as cur:
+                    yield cur
         finally:
-            POOL.putconn(connection)
+            POOL.putconn(connection)  # rolls back anything left open
 
 
-def _default(value: Any) -> Any:
-    return float(value) if isinstance(value, Decimal) else value.isoformat()
+def _timestamp(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")  # UTC sessions: every offset is +00:00
 
 
-def _json(data: Any, status: int = 200) -> Response:
-    return Response(json.dumps(data, default=_default), status, media_type="application/json")
+def _product(row: tuple[Any, ...]) -> dict[str, Any]:
+    product = dict(zip(FIELDS, row, strict=False))  # the nine columns (a list row has a tenth)
+    product["price"] = float(product["price"])  # NUMERIC(10,2): its float's repr is its text
+    product["created_at"] = _timestamp(product["created_at"])
+    product["updated_at"] = _timestamp(product["updated_at"])
+    return product
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+    return Response(body, status, headers, media_type="application/json")
+
+
+def _one(row: tuple[Any, ...], status: int = 200, **headers: str) -> Response:
+    return _json(_product(row), status, {"ETag": f'"{row[8]}"', **headers})
+
+
+def _problem(status: int, title: str) -> Response:
+    body = json.dumps({"type": "about:blank", "title": title, "status": status})
+    return Response(body, status, media_type="application/problem+json")
 
 
 @app.get("/products/{product_id}")
-def read_product(product_id: int) -> Response:
+def read_product(
+    product_id: ProductId, if_none_match: Annotated[str | None, Header()] = None
+) -> Response:
     with cursor() as cur:
-        cur.execute(f"SELECT {COLUMNS} FROM products WHERE id = %s", (product_id,))
+        cur.execute(BY_ID, (product_id,))
         row = cur.fetchone()
-    return _json(row) if row else _json({"detail": "not found"}, 404)
+    if row is None:
+        return _problem(404, "Not Found")
+    if if_none_match is not None and if_none_match.strip() in (f'"{row[8]}"', "*"):
+        return Response(status_code=304, headers={"ETag": f'"{row[8]}"'})
+    return _one(row)
 
 
 @app.get("/products")
-def list_products(skip: int = 0, limit: int = 100) -> Response:
+def list_products(
+    skip: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> Response:
     with cursor() as cur:
-        cur.execute(f"SELECT {COLUMNS} FROM products ORDER BY id OFFSET %s LIMIT %s", (skip, limit))
-        return _json(cur.fetchall())
+        if skip:
+            cur.execute(
+                f"SELECT {COLUMNS} FROM products ORDER BY id OFFSET %s LIMIT %s", (skip, limit + 1)
+            )
+            rows = cur.fetchall()
+            cur.execute("SELECT count(*) FROM products")
+            total = cur.fetchone()[0]
+        else:  # one statement: the page and its total from one snapshot
+            total = "(SELECT count(*) FROM products)"
+            cur.execute(
+                f"SELECT {COLUMNS}, {total} FROM products ORDER BY id LIMIT %s", [limit + 1]
+            )
+            rows = cur.fetchall()
+            total = rows[0][9] if rows else 0
+    headers = {"X-Total-Count": str(total)}
+    if len(rows) > limit:
+        headers["Link"] = f'</products?skip={skip + limit}&limit={limit}>; rel="next"'
+    return _json([_product(row) for row in rows[:limit]], headers=headers)
 
 
-@app.post("/products")
-def create_product(body: Annotated[dict[str, Any], Body()]) -> Response:
-    with cursor() as cur:
-        cur.execute(
-            f"INSERT INTO products (sku, name, description, price, quantity, created_at, "
-            f"updated_at, version) VALUES (%s, %s, %s, %s, %s, now(), now(), 1) "
-            f"RETURNING {COLUMNS}",
-            (
-                body.get("sku"),
-                body["name"],
-                body.get("description"),
-                body["price"],
-                body.get("quantity", 0),
-            ),
-        )
-        return _json(cur.fetchone(), 201)
+@app.post("/products", status_code=201)
+def create_product(payload: ProductCreate) -> Response:
+    try:
+        with cursor(transaction=True) as cur:
+            cur.execute(INSERT, payload.model_dump())
+            row = cur.fetchone()
+    except UniqueViolation:
+        return _problem(409, "Conflict")
+    return _one(row, 201, Location=f"/products/{row[0]}")
 
 
 @app.patch("/products/{product_id}")
-def patch_product(product_id: int, body: Annotated[dict[str, Any], Body()]) -> Response:
-    assignments = ", ".join(f"{field} = %s" for field in body)
-    with cursor() as cur:
-        cur.execute(
-            f"UPDATE products SET {assignments}, version = version + 1, updated_at = now() "
-            f"WHERE id = %s RETURNING {COLUMNS}",
-            (*body.values(), product_id),
-        )
+def patch_product(
+    product_id: ProductId, payload: ProductUpdate, if_match: Annotated[str | None, Header()] = None
+) -> Response:
+    changes = payload.model_dump(exclude_unset=True)  # field names from the model, never input
+    tag = (if_match or "*").strip()
+    expected = None if tag == "*" else int(tag[1:-1]) if tag[1:-1].isdigit() else -1
+    if changes:
+        assignments = "".join(f"{field} = %s, " for field in changes)
+        guard = "" if expected is None else f" AND version = {expected}"
+        try:
+            with cursor(transaction=True) as cur:
+                cur.execute(
+                    f"UPDATE products SET {assignments}version = version + 1, updated_at = now() "
+                    f"WHERE id = %s{guard} RETURNING {COLUMNS}",
+                    (*changes.values(), product_id),
+                )
+                row = cur.fetchone()
+        except UniqueViolation:
+            return _problem(409, "Conflict")
+        if row is not None:
+            return _one(row)
+    with cursor() as cur:  # an empty patch, or the UPDATE matched nothing: which guard said no
+        cur.execute(BY_ID, (product_id,))
         row = cur.fetchone()
-    return _json(row) if row else _json({"detail": "not found"}, 404)
+    if row is None:
+        return _problem(404, "Not Found")
+    if changes or expected not in (None, row[8]):
+        return _problem(412, "Precondition Failed")
+    return _one(row)  # an empty patch: the product as it is
