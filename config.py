@@ -30,9 +30,14 @@ def normalize_database_url(raw: str) -> str:
     if url.drivername in _PSYCOPG2_ALIASES:
         url = url.set(drivername="postgresql+psycopg2")
     try:
-        url.get_dialect()
+        url.get_dialect().import_dbapi()
     except NoSuchModuleError:
         raise ValueError(f"names an unknown database driver {url.drivername!r}") from None
+    except ImportError as exc:
+        raise ValueError(
+            f"needs the driver module {exc.name!r}, which is not installed"
+            " (this service ships psycopg2 for PostgreSQL, and SQLite)"
+        ) from None
     return url.render_as_string(hide_password=False)
 
 

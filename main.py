@@ -9,6 +9,8 @@ from contextlib import asynccontextmanager
 import anyio.to_thread
 import uvicorn
 from fastapi import FastAPI
+from sqlalchemy.exc import DBAPIError
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware.cors import CORSMiddleware
 
 from api.docs import install_offline_docs
@@ -20,7 +22,10 @@ from api.openapi import install_openapi
 from api.problems import install_problem_handlers
 from api.routes import products, service
 from config import get_settings
-from database.engine import engine
+from crud.health import required_revision, schema_revision
+from database.engine import engine, read_engine
+from database.event_loop import cooperation
+from database.session import SessionLocal
 from dependencies.database import database_capacity
 
 __version__ = "0.1.0"
@@ -31,13 +36,33 @@ configure_logging(settings)
 logger = logging.getLogger("catalog")
 
 
+def report_database() -> None:
+    """One line at start-up when the database cannot serve this release; serving goes on,
+    and `/health/ready` answers 503 until it can."""
+    where = engine.url.render_as_string(hide_password=True)
+    try:
+        with SessionLocal(bind=read_engine) as session:
+            current = schema_revision(session)
+    except DBAPIError as exc:
+        reason = str(exc.orig).strip().splitlines()[0]
+        logger.error("database %s is unavailable: %s", where, reason)
+        return
+    required = required_revision()
+    if current != required:
+        logger.warning(
+            "database %s is at migration %s, this release needs %s: run `make migrate`"
+            " (alembic upgrade head)",
+            where,
+            current or "none (never migrated)",
+            required,
+        )
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    # Routes with a session run in a greenlet on the event loop on PostgreSQL, on AnyIO's worker
-    # threads on SQLite (api.routing.SessionRoute). Requests wait for a database connection in
-    # the event loop (dependencies.database.take_database_slot), so threads are never parked
-    # on the pool; there only need to be enough of them for every connection plus the routes
-    # without one.
+    # Requests wait for a database connection in the event loop (take_database_slot), so
+    # threads are never parked on the pool; there need to be enough of them for every
+    # connection plus the routes without one.
     limiter = anyio.to_thread.current_default_thread_limiter()
     limiter.total_tokens = max(limiter.total_tokens, database_capacity() + 8)
     # The pool's slots belong to this serving run: an asyncio.Semaphore is bound to the first
@@ -46,7 +71,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.database_slots = asyncio.Semaphore(database_capacity())
     if not settings.api_keys:
         logger.warning("API_KEYS is not set: writes (POST, PUT, PATCH, DELETE) are open to anyone")
-    yield
+    # Opt-in: while the app serves, the routes of `EventLoopRoute` routers wait for
+    # PostgreSQL in the event loop (database/event_loop.py).
+    with cooperation(engine):
+        await run_in_threadpool(report_database)
+        yield
     # After uvicorn has drained in-flight requests (SIGTERM): every acknowledged write is
     # committed already, so closing the pool loses nothing.
     engine.dispose()
@@ -106,19 +135,18 @@ if settings.cors_origins:
 app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
 app.add_middleware(RequestContextMiddleware)  # outermost: sees and tags every response
 install_problem_handlers(app)
-# Routes are matched in order: the busiest first.
-app.include_router(products.router)
 app.include_router(service.router)
+app.include_router(products.router)
 app.include_router(metrics_router)
 install_offline_docs(app)
 install_openapi(app)
 register_pool_metrics(engine)
 
 # Everything loaded so far lives as long as the process: move it out of the garbage
-# collector's sight, once per process (each uvicorn worker imports this module). A full
-# collection then scans only what requests allocate: 3-4 ms instead of 55-90 ms, about once
-# a second under load (a pause every request in flight shared: the p99). The Python docs'
-# gc.freeze(), after a collection so that no garbage of the start-up is kept forever.
+# collector's sight, once per process (each uvicorn worker imports this module), so that a
+# full collection scans only what requests allocate and its pause, which every request in
+# flight shares, stays short (bench/README.md). The Python docs' gc.freeze(), after a
+# collection so that no garbage of the start-up is kept forever.
 gc.collect()
 gc.freeze()
 

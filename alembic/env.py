@@ -5,6 +5,7 @@ from typing import Any
 
 from alembic import context
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 
 from config import get_settings
 from database.engine import build_engine
@@ -54,7 +55,14 @@ def run_migrations_online() -> None:
     settings = get_settings()
     engine = build_engine(settings.database_url, settings)
     try:
-        with engine.connect() as connection:
+        connection = engine.connect()
+    except DBAPIError as exc:
+        # One line, not a traceback: the server is unreachable or the database is missing.
+        reason = str(exc.orig).strip().splitlines()[0]
+        where = engine.url.render_as_string(hide_password=True)
+        raise SystemExit(f"catalog: cannot migrate {where}: {reason}") from None
+    try:
+        with connection:
             _run(connection)
     finally:
         engine.dispose()

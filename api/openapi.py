@@ -4,9 +4,10 @@ Routes declare the statuses they can answer with `problem_responses(...)` and th
 headers; `build_openapi` then fixes what FastAPI cannot express on its own: errors are
 `application/problem+json` with the `Problem` schema (422 included), every response carries
 `X-Request-ID`, PATCH also takes `application/merge-patch+json`, the response schema of a
-product is called `Product`, and the API-key schemes the writes accept are declared.
+product is called `Product`, and the API-key security is declared only when `API_KEYS` is set.
 """
 
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -14,7 +15,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from api.problems import PROBLEM_MEDIA_TYPE
-from dependencies.access import security_schemes
+from config import get_settings
 from schemas.problem import Problem
 
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
@@ -24,11 +25,11 @@ def _header(description: str, **schema: Any) -> dict[str, Any]:
     return {"description": description, "schema": {"type": "string", **schema}}
 
 
-ETAG_HEADER = {"ETag": _header('The product\'s version as an entity tag, e.g. `"3"`.')}
-LOCATION_HEADER = {"Location": _header("Path of the created product, e.g. `/products/42`.")}
+ETAG_HEADER = {"ETag": _header('The version as an entity tag, e.g. `"3"`.')}
+LOCATION_HEADER = {"Location": _header("Path of what was created, e.g. `/products/42`.")}
 LIST_HEADERS = {
     "X-Total-Count": {
-        "description": "Number of products matching the filters (all pages).",
+        "description": "Number of rows matching the filters (all pages).",
         "schema": {"type": "integer", "minimum": 0},
     },
     "Link": _header('RFC 8288 links: `rel="next"` (cursor), `rel="prev"`, `rel="first"`.'),
@@ -37,12 +38,13 @@ REQUEST_ID_HEADER = {
     "X-Request-ID": _header("The request's id: the client's own if sane, else generated.")
 }
 
+# Why each status is answered; `{resource}` is the operation's resource ("product", ...).
 _WHY: dict[int, str] = {
     400: "The body is not valid JSON.",
     401: "Writes need an API key (`Authorization: Bearer <key>` or `X-API-Key`).",
-    404: "No product has this id.",
-    409: "Conflict: the sku is taken, or the stock would go below zero.",
-    412: "`If-Match` does not match the product's current ETag; nothing changed.",
+    404: "No {resource} has this id.",
+    409: "The change conflicts with existing data.",
+    412: "`If-Match` does not match the {resource}'s current ETag; nothing changed.",
     413: "The body is larger than 1 MiB.",
     415: "The body is not JSON (`application/json` or `application/*+json`).",
     422: "A parameter or a body field is invalid; `errors` lists each one.",
@@ -81,11 +83,16 @@ _LINKS = {
 }
 
 
-def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """`responses=` entries for the error statuses an operation can answer."""
+def problem_responses(
+    *statuses: int, resource: str = "resource", why: Mapping[int, str] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """`responses=` entries for the error statuses an operation on `resource` can answer;
+    `why` replaces the generic reason of a status with the operation's own."""
+    reasons = {**_WHY, **(why or {})}
     return {
         status: {
-            "description": f"{HTTPStatus(status).phrase}. {_WHY[status]}",
+            "description": f"{HTTPStatus(status).phrase}. "
+            + reasons[status].format(resource=resource),
             "model": Problem,
             **({"headers": _ERROR_HEADERS[status]} if status in _ERROR_HEADERS else {}),
         }
@@ -110,22 +117,6 @@ def _rename_schema(document: dict[str, Any], old: str, new: str) -> None:
     walk(document)
 
 
-_METHOD_ORDER = ("get", "post", "put", "patch", "delete")
-
-
-def _in_reading_order(paths: dict[str, Any]) -> dict[str, Any]:
-    """Paths sorted, and each path's operations in the usual order of their methods: the
-    routes themselves are declared in the order that matches requests fastest."""
-
-    def method_rank(method: str) -> int:
-        return _METHOD_ORDER.index(method) if method in _METHOD_ORDER else len(_METHOD_ORDER)
-
-    return {
-        path: {method: item[method] for method in sorted(item, key=method_rank)}
-        for path, item in sorted(paths.items())
-    }
-
-
 def build_openapi(app: FastAPI) -> dict[str, Any]:
     document = get_openapi(
         title=app.title,
@@ -135,8 +126,13 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         routes=app.routes,
     )
     _rename_schema(document, "ProductRead", "Product")
-    # The writes name the API-key schemes (`openapi_extra`); the schemes themselves go here.
-    document["components"].setdefault("securitySchemes", {}).update(security_schemes())
+    if not get_settings().api_keys:
+        # Writes are open: the document must not claim that they need a key.
+        document["components"].pop("securitySchemes", None)
+        for path_item in document["paths"].values():
+            for operation in path_item.values():
+                operation.pop("security", None)
+                operation["responses"].pop("401", None)
     schemas = document["components"]["schemas"]
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
@@ -161,7 +157,6 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
             body = operation.get("requestBody", {}).get("content", {})
             if method == "patch" and "application/json" in body:
                 body["application/merge-patch+json"] = body["application/json"]
-    document["paths"] = _in_reading_order(document["paths"])
     return document
 
 

@@ -1,4 +1,4 @@
-"""Keyset cursors and RFC 8288 `Link` headers for `GET /products`.
+"""Keyset cursors and RFC 8288 `Link` headers, for every listing.
 
 A cursor holds the last row's sort values and id. It is bound to the filters and sort it was
 made for, and carries a keyed digest so that an edited cursor, or one from another query, is a
@@ -20,16 +20,17 @@ from urllib.parse import urlencode
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 
-from schemas.listing import ProductQuery
+from crud.shared import SortKey
+from schemas.listing import ListQuery
 
-_KEY = b"catalog.products.cursor.v1"
+_KEY = b"catalog.cursor.v1"
 _DIGEST_SIZE = 12
 
 
-def cursor_binding(query: ProductQuery) -> bytes:
-    """What a cursor is valid for: the filters and the sort, in a canonical form."""
+def cursor_binding(request: Request, query: ListQuery) -> bytes:
+    """What a cursor is valid for: the listing's path, filters and sort, canonically."""
     filters = {name: value for name, value in query.filters().items() if value is not None}
-    canonical = {"filters": filters, "sort": query.sort}
+    canonical = {"path": request.url.path, "filters": filters, "sort": query.sort}
     return json.dumps(canonical, sort_keys=True, default=_jsonable).encode()
 
 
@@ -39,8 +40,8 @@ def encode_cursor(values: Sequence[Any], binding: bytes) -> str:
     return base64.urlsafe_b64encode(digest + payload).rstrip(b"=").decode()
 
 
-def decode_cursor(token: str, binding: bytes, fields: Sequence[str]) -> list[Any]:
-    """The values of `fields` a cursor holds; 422 if it is not one of ours for this query."""
+def decode_cursor(token: str, binding: bytes, keys: Sequence[SortKey]) -> list[Any]:
+    """The sort values a cursor holds; 422 if it is not one of ours for this query."""
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
     except (binascii.Error, ValueError):
@@ -51,14 +52,24 @@ def decode_cursor(token: str, binding: bytes, fields: Sequence[str]) -> list[Any
         _invalid("it was altered, or made for other filters or another sort")
     try:
         values = json.loads(payload)
-        if not isinstance(values, list) or len(values) != len(fields):
+        if not isinstance(values, list) or len(values) != len(keys):
             raise ValueError
-        return [_parse(field, value) for field, value in zip(fields, values, strict=True)]
+        return [_parse(key, value) for key, value in zip(keys, values, strict=True)]
     except (ValueError, TypeError, InvalidOperation):
         _invalid("its content is malformed")
 
 
-def page_links(request: Request, query: ProductQuery, *, next_cursor: str | None) -> str | None:
+def next_cursor(
+    rows: Sequence[Any], limit: int, keys: Sequence[SortKey], binding: bytes
+) -> str | None:
+    """The cursor after a page, when `rows` (fetched with one row more than `limit`) has more."""
+    if len(rows) <= limit:
+        return None
+    last = rows[limit - 1]
+    return encode_cursor([getattr(last, key.field) for key in keys], binding)
+
+
+def page_links(request: Request, query: ListQuery, *, next_cursor: str | None) -> str | None:
     """`next` (keyset), `prev` (offset pages only) and `first`, keeping every other parameter."""
     kept = [(k, v) for k, v in request.query_params.multi_items() if k not in ("cursor", "skip")]
     path = request.url.path
@@ -86,16 +97,18 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _parse(field: str, value: Any) -> Any:
-    if field in ("id", "quantity"):
+def _parse(key: SortKey, value: Any) -> Any:
+    """A cursor's value back as the sort column's Python type, or TypeError/ValueError."""
+    python_type = key.column.type.python_type
+    if python_type is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(field)
+            raise TypeError(key.field)
         return value
     if not isinstance(value, str):
-        raise TypeError(field)
-    if field == "price":
+        raise TypeError(key.field)
+    if python_type is Decimal:
         return Decimal(value)
-    if field in ("created_at", "updated_at"):
+    if python_type is datetime:
         return datetime.fromisoformat(value)
     return value
 

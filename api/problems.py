@@ -97,7 +97,15 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _catalog_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, CatalogError)
-    return problem(request, exc.status, exc.detail, type_=exc.type, title=exc.title, **exc.extra)
+    return problem(
+        request,
+        exc.status,
+        exc.detail,
+        type_=exc.type,
+        title=exc.title,
+        headers=exc.headers or None,
+        **exc.extra,
+    )
 
 
 def _database_unavailable(request: Request) -> JSONResponse:

@@ -1,4 +1,14 @@
-"""`SessionRoute`: plain `def` routes with a session run where their session can wait best."""
+"""`EventLoopRoute`: the opt-in that runs a router's plain `def` database routes on the loop.
+
+FastAPI runs a plain `def` route on a worker thread, so that it may block. A router built with
+`route_class=EventLoopRoute` runs those of its `def` routes that take a `Session` through
+`database.event_loop.run_blocking` instead: in a greenlet on the event loop while the app
+serves inside `database.event_loop.cooperation` (PostgreSQL), on a worker thread otherwise.
+
+The one rule for such a route: **nothing in it may block but the database** (the reason and
+the mechanism: `database/event_loop.py`). The route's code, signature and OpenAPI stay as
+written; `async def` routes and routes without a session are left to FastAPI.
+"""
 
 import functools
 import inspect
@@ -9,7 +19,7 @@ from typing import Annotated, Any
 from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
 
-from dependencies.database import run_blocking
+from database.event_loop import run_blocking
 
 
 def _session_parameter(endpoint: Callable[..., Any]) -> str | None:
@@ -22,15 +32,8 @@ def _session_parameter(endpoint: Callable[..., Any]) -> str | None:
     return None
 
 
-class SessionRoute(APIRoute):
-    """A route class for routers whose plain `def` routes take the request's session.
-
-    FastAPI runs a plain `def` route on a worker thread. This class runs it through
-    `run_blocking` instead: in a greenlet on the event loop when the session is on psycopg2
-    (its waits for the server become awaits; no thread hand-off), on a worker thread otherwise.
-    The route's code, signature and OpenAPI stay as written; `async def` routes and routes
-    without a session are left to FastAPI.
-    """
+class EventLoopRoute(APIRoute):
+    """A route class for routers whose `def` routes block on nothing but their session."""
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         session_name = _session_parameter(endpoint)

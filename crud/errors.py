@@ -1,4 +1,8 @@
-"""Domain errors. Each carries the HTTP status it means; `api.problems` renders them."""
+"""Domain errors. Each carries the HTTP status it means; `api.problems` renders them.
+
+The generic errors take the resource's name (`NotFound`, `StaleVersion`, `DuplicateValue`);
+each resource adds only its name or its own rule (`ProductNotFound`, `DuplicateSku`).
+"""
 
 from http import HTTPStatus
 from typing import Any
@@ -8,6 +12,7 @@ class CatalogError(Exception):
     status: HTTPStatus = HTTPStatus.INTERNAL_SERVER_ERROR
     type: str = "about:blank"
     title: str | None = None  # None: the status's own phrase
+    headers: dict[str, str] = {}  # noqa: RUF012 (read-only: the response headers it needs)
 
     def __init__(self, detail: str, **extra: Any) -> None:
         super().__init__(detail)
@@ -15,11 +20,45 @@ class CatalogError(Exception):
         self.extra = extra
 
 
-class ProductNotFound(CatalogError):
+class NotFound(CatalogError):
     status = HTTPStatus.NOT_FOUND
+    resource = "Row"
 
-    def __init__(self, product_id: int) -> None:
-        super().__init__(f"Product {product_id} does not exist")
+    def __init__(self, row_id: int) -> None:
+        super().__init__(f"{self.resource} {row_id} does not exist")
+
+
+class ProductNotFound(NotFound):
+    resource = "Product"
+
+
+class StaleVersion(CatalogError):
+    status = HTTPStatus.PRECONDITION_FAILED
+    type = "urn:catalog:problem:stale-version"
+    title = "Stale version"
+
+    def __init__(self, resource: str, row_id: int, current_version: int) -> None:
+        super().__init__(
+            f"{resource} {row_id} is at version {current_version}; If-Match does not match",
+            current_version=current_version,
+        )
+
+
+class SchemaNotReady(CatalogError):
+    """The database answers, but its schema is not at the migration this release needs."""
+
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    type = "urn:catalog:problem:schema-not-ready"
+    title = "Schema not ready"
+    headers = {"Retry-After": "30"}  # noqa: RUF012
+
+    def __init__(self, current: str | None, required: str | None) -> None:
+        super().__init__(
+            f"The database schema is at {current or 'no revision (never migrated)'}, this "
+            f"release needs {required}: run migrations (alembic upgrade head)",
+            current_revision=current,
+            required_revision=required,
+        )
 
 
 class DuplicateSku(CatalogError):
@@ -59,16 +98,4 @@ class InsufficientStock(CatalogError):
             f"Product {product_id} has {quantity} in stock; a change of {delta} would leave "
             + ("less than 0" if delta < 0 else "more than the maximum quantity"),
             quantity=quantity,
-        )
-
-
-class StaleVersion(CatalogError):
-    status = HTTPStatus.PRECONDITION_FAILED
-    type = "urn:catalog:problem:stale-version"
-    title = "Stale version"
-
-    def __init__(self, product_id: int, current_version: int) -> None:
-        super().__init__(
-            f"Product {product_id} is at version {current_version}; If-Match does not match",
-            current_version=current_version,
         )

@@ -1,4 +1,9 @@
-"""Step 1 of the guide: the one engine (and connection pool) of this process."""
+"""Step 1 of the guide: the one engine (and connection pool) of this process.
+
+`engine` runs every session in a transaction: a write request is one transaction, however
+many statements it makes, and commits before its answer is built (`crud`). `read_engine` is
+the same engine and pool for the sessions of requests that only read (`GET`, `HEAD`).
+"""
 
 import select
 from typing import Any
@@ -9,7 +14,6 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import StaticPool
 
 from config import Settings, get_settings
-from database.concurrency import cooperate_with_event_loop
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -52,9 +56,9 @@ def _replace_hung_up_connections(engine: Engine) -> None:
 
     SQLAlchemy's documented checkout-event recipe: raising `DisconnectionError` makes the pool
     replace the connection with a new one before the request gets it. The check is a
-    non-blocking poll of the socket (microseconds); the pre-ping round trip it replaces cost
-    ~10% of a simple read (README, Performance). Like pre-ping, it cannot see a server that
-    dies after the check: that request gets a 503, and SQLAlchemy invalidates the pool.
+    non-blocking poll of the socket, where pre-ping adds a round trip to every request
+    (bench/README.md). Like pre-ping, it cannot see a server that dies after the check: that
+    request gets a 503, and SQLAlchemy invalidates the pool.
     """
 
     @event.listens_for(engine, "checkout")
@@ -82,13 +86,11 @@ def _postgres_connect_args(settings: Settings) -> dict[str, Any]:
     return args
 
 
-def build_engine(database_url: str, settings: Settings, *, autocommit: bool = False) -> Engine:
+def build_engine(database_url: str, settings: Settings) -> Engine:
     """Create an engine for `database_url` with the pool and driver options this service needs.
 
-    `autocommit` (PostgreSQL): every statement commits on its own, so a read or a one-statement
-    write is one round trip instead of three (BEGIN, the statement, COMMIT). The service's own
-    engine is built so: every crud write is a single statement, and one statement is one
-    transaction (README, Design). Migrations, tests and scripts keep transactions (the default).
+    The service, migrations, scripts and the tests all build their engines here, so the tests
+    run on the configuration the service runs with.
     """
     url = make_url(database_url)
     options: dict[str, Any] = {"echo": settings.db_echo}
@@ -105,18 +107,29 @@ def build_engine(database_url: str, settings: Settings, *, autocommit: bool = Fa
             pool_recycle=settings.db_pool_recycle,
             connect_args=_postgres_connect_args(settings),
         )
-        if autocommit:
-            options["isolation_level"] = "AUTOCOMMIT"
     engine = create_engine(url, **options)
     if url.get_backend_name() == "sqlite":
         _configure_sqlite(engine)
     elif engine.dialect.driver == "psycopg2":
         _replace_hung_up_connections(engine)
-        # psycopg2 waits for the server in the event loop when a route runs in a greenlet
-        # (database/concurrency.py), and blocks as usual anywhere else.
-        cooperate_with_event_loop(engine)
+    return engine
+
+
+def reading(engine: Engine) -> Engine:
+    """`engine` for sessions that only read: on PostgreSQL, each statement commits by itself.
+
+    A read then costs one round trip instead of three (BEGIN, the SELECT, COMMIT), on the same
+    pool: SQLAlchemy sets the connection's autocommit when it is checked out for such a
+    session and resets it when it goes back (the documented `execution_options(isolation_level=
+    "AUTOCOMMIT")` copy of an engine). A listing's page and total are one statement, so they
+    still come from one snapshot. Writes never use it. SQLite reads in-process, with no round
+    trip to save, so it keeps its transactions.
+    """
+    if engine.dialect.name == "postgresql":
+        return engine.execution_options(isolation_level="AUTOCOMMIT")
     return engine
 
 
 _settings = get_settings()
-engine = build_engine(_settings.database_url, _settings, autocommit=True)
+engine = build_engine(_settings.database_url, _settings)
+read_engine = reading(engine)

@@ -2,34 +2,19 @@
 
 import hashlib
 import hmac
-from typing import Any
+from typing import Annotated
 
-from fastapi import HTTPException, Request
-from fastapi.encoders import jsonable_encoder
-from fastapi.security import APIKeyHeader, HTTPBearer
+from fastapi import HTTPException, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from config import get_settings
 
-# FastAPI's own parsers of the two headers. They are called by `require_write_access`, not
-# declared as dependencies of it: FastAPI spends ~75,000 CPU instructions per request on every
-# dependency it solves (README, Performance), and these two would only hand over a header.
-# The OpenAPI document declares them by hand instead (`WRITE_SECURITY`, `security_schemes`).
-_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <API key>`")
-_api_key_header = APIKeyHeader(
+# FastAPI's own schemes: they parse the headers and declare themselves in the OpenAPI
+# document (`api.openapi` drops them again when `API_KEYS` is unset: writes are then open).
+bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <API key>`")
+api_key_header = APIKeyHeader(
     name="X-API-Key", auto_error=False, description="`X-API-Key: <API key>`"
 )
-_SCHEMES = (_bearer, _api_key_header)
-
-# `openapi_extra` of every write: either scheme will do (what FastAPI writes for a dependency).
-WRITE_SECURITY: dict[str, Any] = {"security": [{scheme.scheme_name: []} for scheme in _SCHEMES]}
-
-
-def security_schemes() -> dict[str, Any]:
-    """`components.securitySchemes` of the OpenAPI document, as FastAPI would write them."""
-    return {
-        scheme.scheme_name: jsonable_encoder(scheme.model, by_alias=True, exclude_none=True)
-        for scheme in _SCHEMES
-    }
 
 
 def _digest(key: str) -> bytes:
@@ -43,7 +28,11 @@ def _is_known(presented: str, keys: list[str]) -> bool:
     return any([hmac.compare_digest(offered, _digest(key)) for key in keys])  # noqa: C419
 
 
-async def require_write_access(request: Request) -> None:
+async def require_write_access(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+    api_key: Annotated[str | None, Security(api_key_header)],
+) -> None:
     """401 unless `API_KEYS` is empty, or the request carries a key and every key it carries is
     valid (a wrong `Authorization` is not excused by a right `X-API-Key`, or the other way)."""
     keys = get_settings().api_keys
@@ -51,9 +40,8 @@ async def require_write_access(request: Request) -> None:
         return
     presented: list[str | None] = []
     if "authorization" in request.headers:
-        bearer = await _bearer(request)
-        presented.append(bearer.credentials if bearer is not None else None)  # None: not Bearer
-    api_key = await _api_key_header(request)
+        # None: an Authorization header that is not `Bearer <token>`.
+        presented.append(credentials.credentials if credentials is not None else None)
     if api_key is not None:
         presented.append(api_key)
     valid = [key is not None and _is_known(key, keys) for key in presented]

@@ -1,8 +1,6 @@
-"""Request bodies are JSON: anything else is a 415 before the body is parsed."""
+"""Request bodies are JSON: anything else is a 415 before the body is validated."""
 
 from fastapi import HTTPException, Request
-
-from dependencies.access import require_write_access
 
 
 def _is_json(content_type: str) -> bool:
@@ -12,12 +10,8 @@ def _is_json(content_type: str) -> bool:
     )
 
 
-def _require_json_body(request: Request) -> None:
-    """415 for a non-empty body whose Content-Type is not JSON (or is missing).
-
-    A plain function, called by `require_json_write`: as a dependency of its own it would run
-    on a worker thread (FastAPI runs plain `def` dependencies there) and cost a dependency.
-    """
+async def require_json_body(request: Request) -> None:
+    """415 for a non-empty body whose Content-Type is not JSON (or is missing)."""
     headers = request.headers
     has_body = headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
     if has_body and not _is_json(headers.get("content-type", "")):
@@ -25,13 +19,3 @@ def _require_json_body(request: Request) -> None:
             status_code=415,
             detail="The request body must be JSON: send Content-Type: application/json",
         )
-
-
-async def require_json_write(request: Request) -> None:
-    """The dependency of a write with a body: the API key first (401), then the JSON (415).
-
-    One dependency that makes both checks rather than one each: FastAPI's cost per dependency
-    is per request (README, Performance), and the order of the two answers stays fixed.
-    """
-    await require_write_access(request)
-    _require_json_body(request)

@@ -1,18 +1,24 @@
-"""Step 6 of the guide: one short session per request, always closed, rolled back on error."""
+"""Step 6 of the guide: one short session per request, always closed, rolled back on error.
+
+Two dependencies, one per kind of request, both from the one `SessionLocal` factory:
+`SessionDep` for writes (bound to `engine`: one transaction per request) and `ReadSessionDep`
+for reads (bound to `read_engine`). The tests swap both through `app.dependency_overrides`.
+"""
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, Request
+from sqlalchemy import Engine
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session
 
 from config import get_settings
-from database.concurrency import run_blocking
+from database.engine import engine, read_engine
+from database.event_loop import run_blocking
 from database.session import SessionLocal
-
-__all__ = ["SessionDep", "get_database_session", "run_blocking", "take_database_slot"]
 
 
 def database_capacity() -> int:
@@ -26,40 +32,29 @@ async def take_database_slot(request: Request) -> asyncio.Semaphore:
 
     Returns the semaphore to release when the connection is back. A request that cannot get
     one within DB_POOL_TIMEOUT gets a 503, so overload is answered within a bounded time, and
-    the pool itself never makes anyone wait (a greenlet-run route must not block the loop).
+    the pool itself never makes anyone wait (a route on the event loop must not block it).
     """
     state = request.app.state
     slots: asyncio.Semaphore | None = getattr(state, "database_slots", None)
     if slots is None:  # an app served without its lifespan, which makes them (main.py)
         slots = state.database_slots = asyncio.Semaphore(database_capacity())
-    if slots.locked():
-        # Every connection is lent out: queue (first come, first served), but not forever.
-        timeout = get_settings().db_pool_timeout
-        try:
-            async with asyncio.timeout(timeout):
-                await slots.acquire()
-        except TimeoutError:
-            raise PoolTimeoutError(
-                f"no database connection became free within {timeout} s"
-            ) from None
-    else:
-        # A free slot: taken at once, without the timer (the common case, on every request).
-        await slots.acquire()
+    timeout = get_settings().db_pool_timeout
+    try:
+        async with asyncio.timeout(timeout):
+            await slots.acquire()
+    except TimeoutError:
+        raise PoolTimeoutError(f"no database connection became free within {timeout} s") from None
     return slots
 
 
-async def get_database_session(request: Request) -> AsyncIterator[Session]:
-    """Yield a new session for this request; the tests swap it via `app.dependency_overrides`.
-
-    The guide's generator, as an `async def`: creating a session touches no database, so it
-    happens in the event loop. The route (a plain `def`, run by `api.routing.SessionRoute`)
-    and the work here that talks to the database — a rollback on error, closing a session that
-    still holds a transaction — go through `run_blocking`: a greenlet on this loop on
-    PostgreSQL, a worker thread on SQLite.
-    """
+@asynccontextmanager
+async def _request_session(request: Request, bind: Engine) -> AsyncIterator[Session]:
+    """The guide's generator, as an `async def`: creating a session touches no database, so it
+    happens in the event loop; what talks to the database here (a rollback on error, closing a
+    session that still holds a transaction) goes through `run_blocking`, like the route."""
     slots = await take_database_slot(request)
     try:
-        session = SessionLocal()
+        session = SessionLocal(bind=bind)
         try:
             yield session
         except Exception:
@@ -74,6 +69,19 @@ async def get_database_session(request: Request) -> AsyncIterator[Session]:
         slots.release()
 
 
+async def get_database_session(request: Request) -> AsyncIterator[Session]:
+    """A session for a write: everything it does is one transaction, committed by crud."""
+    async with _request_session(request, engine) as session:
+        yield session
+
+
+async def get_read_session(request: Request) -> AsyncIterator[Session]:
+    """A session for a request that only reads (`database.engine.reading`)."""
+    async with _request_session(request, read_engine) as session:
+        yield session
+
+
 # scope="function": the session closes (its connection goes back to the pool) as soon as the
 # route returns, not after the response has been sent. Writes commit inside the route (crud).
 SessionDep = Annotated[Session, Depends(get_database_session, scope="function")]
+ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]

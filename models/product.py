@@ -15,6 +15,9 @@ SKU_MAX_LENGTH = 64
 NAME_MAX_LENGTH = 100
 DESCRIPTION_MAX_LENGTH = 500
 PRICE_PRECISION, PRICE_SCALE = 10, 2
+INT4_MAX = 2_147_483_647  # `quantity`, `version` and the ids are 4-byte integers
+# The orders a listing may be sorted in: each is served by an index below.
+SORTABLE_FIELDS = ("id", "name", "price", "quantity", "created_at", "updated_at")
 
 
 def _utc_now() -> datetime:
@@ -72,9 +75,6 @@ class Product(Base):
         CheckConstraint("quantity >= 0", name="quantity_not_negative"),
         CheckConstraint("version >= 1", name="version_positive"),
     )
-    # INSERT ... RETURNING hands back the server-set columns in the same round trip.
-    __mapper_args__ = {"eager_defaults": True}  # noqa: RUF012 (SQLAlchemy reads it once)
-
     # A primary key is indexed already; the guide's `index=True` on it would add a duplicate.
     id: Mapped[int] = mapped_column(primary_key=True)
     sku: Mapped[str | None] = mapped_column(String(SKU_MAX_LENGTH), unique=True)

@@ -1,11 +1,11 @@
-"""The query string of `GET /products`: filters, sort order and paging, validated up front."""
+"""Listing query strings: paging and sort for every resource, and each resource's filters."""
 
+from collections.abc import Sequence
 from decimal import Decimal
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     WithJsonSchema,
     field_validator,
@@ -13,13 +13,76 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from schemas.product import FILTER_TEXT_PATTERN, INT4_MAX, PRICE_MAX, reject_control_characters
+from models.product import INT4_MAX, SORTABLE_FIELDS
+from schemas.product import FILTER_TEXT_PATTERN, PRICE_MAX, reject_control_characters
 
-SortField = Literal["id", "name", "price", "quantity", "created_at", "updated_at"]
-SORT_FIELDS: tuple[str, ...] = get_args(SortField)
 LIST_LIMIT_MAX = 1000
 
-_SORT_PATTERN = rf"^-?({'|'.join(SORT_FIELDS)})(,-?({'|'.join(SORT_FIELDS)}))*$"
+
+def sort_parameter(fields: Sequence[str]) -> Any:
+    """The `sort` query parameter of a listing whose rows can be sorted by `fields`."""
+    names = "|".join(fields)
+    return Field(
+        default="id",
+        max_length=200,
+        json_schema_extra={"pattern": rf"^-?({names})(,-?({names}))*$"},
+        description=(
+            f"Comma-separated fields of `{', '.join(fields)}`; `-` for descending. "
+            "Ties are broken by `id`."
+        ),
+        examples=["-id"],
+    )
+
+
+class ListQuery(BaseModel):
+    """What every listing takes: offset or cursor paging, and a sort order from `SORT_FIELDS`.
+
+    A resource's query adds its filters, names its `SORT_FIELDS` and declares
+    `sort: str = sort_parameter(SORT_FIELDS)`; each parameter outside its range is a 422.
+    """
+
+    SORT_FIELDS: ClassVar[tuple[str, ...]] = ("id",)
+
+    skip: int = Field(default=0, ge=0, le=INT4_MAX, description="Rows to skip (offset paging).")
+    limit: int = Field(default=100, ge=1, le=LIST_LIMIT_MAX, description="Page size.")
+    cursor: str | None = Field(
+        default=None,
+        max_length=2048,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description='Opaque token from a `Link: rel="next"` header (keyset paging).',
+    )
+    sort: str = sort_parameter(SORT_FIELDS)
+
+    @field_validator("sort")
+    @classmethod
+    def _known_fields_once_each(cls, value: str) -> str:
+        fields = [part.removeprefix("-") for part in value.split(",")]
+        unknown = [field for field in fields if field not in cls.SORT_FIELDS]
+        if unknown:
+            raise PydanticCustomError(
+                "sort_field",
+                "Unknown sort field '{field}'; sort by {allowed}, with '-' for descending",
+                {"field": unknown[0], "allowed": ", ".join(cls.SORT_FIELDS)},
+            )
+        if len(set(fields)) != len(fields):
+            raise PydanticCustomError("sort_repeated", "Each sort field may appear only once")
+        return value
+
+    @model_validator(mode="after")
+    def _cursor_or_skip(self) -> Self:
+        if self.cursor is not None and self.skip > 0:
+            raise PydanticCustomError("cursor_with_skip", "cursor cannot be combined with skip")
+        return self
+
+    @property
+    def sort_order(self) -> list[tuple[str, bool]]:
+        """The sort as (field, descending) pairs."""
+        return [(part.lstrip("-"), part.startswith("-")) for part in self.sort.split(",")]
+
+    def filters(self) -> dict[str, Any]:
+        """The filters: every parameter that is not about paging or order."""
+        return self.model_dump(exclude={"skip", "limit", "cursor", "sort"})
+
 
 FilterPrice = Annotated[
     Decimal,
@@ -30,24 +93,12 @@ FilterPrice = Annotated[
 ]
 
 
-class SortKey(BaseModel):
-    model_config = ConfigDict(frozen=True)
+class ProductQuery(ListQuery):
+    """The query string of `GET /products`."""
 
-    field: SortField
-    descending: bool
+    SORT_FIELDS = SORTABLE_FIELDS
 
-
-class ProductQuery(BaseModel):
-    """Every parameter of the listing; each one outside its range is a 422, never a 500."""
-
-    skip: int = Field(default=0, ge=0, le=INT4_MAX, description="Rows to skip (offset paging).")
-    limit: int = Field(default=100, ge=1, le=LIST_LIMIT_MAX, description="Page size.")
-    cursor: str | None = Field(
-        default=None,
-        max_length=2048,
-        pattern=r"^[A-Za-z0-9_-]+$",
-        description='Opaque token from a `Link: rel="next"` header (keyset paging).',
-    )
+    sort: str = sort_parameter(SORTABLE_FIELDS)
     q: str | None = Field(
         default=None,
         min_length=1,
@@ -63,16 +114,6 @@ class ProductQuery(BaseModel):
     in_stock: bool | None = Field(
         default=None, description="`true`: quantity > 0; `false`: quantity = 0."
     )
-    sort: str = Field(
-        default="id",
-        max_length=200,
-        json_schema_extra={"pattern": _SORT_PATTERN},
-        description=(
-            "Comma-separated fields of `id, name, price, quantity, created_at, updated_at`; "
-            "`-` for descending. Ties are broken by `id`."
-        ),
-        examples=["-price,name"],
-    )
 
     @field_validator("q", mode="before")
     @classmethod
@@ -80,40 +121,12 @@ class ProductQuery(BaseModel):
         # pydantic's own `pattern` runs on a regex engine without surrogates: checked here.
         return reject_control_characters(value)
 
-    @field_validator("sort")
-    @classmethod
-    def _known_fields_once_each(cls, value: str) -> str:
-        fields = [part.removeprefix("-") for part in value.split(",")]
-        unknown = [field for field in fields if field not in SORT_FIELDS]
-        if unknown:
-            raise PydanticCustomError(
-                "sort_field",
-                "Unknown sort field '{field}'; sort by {allowed}, with '-' for descending",
-                {"field": unknown[0], "allowed": ", ".join(SORT_FIELDS)},
-            )
-        if len(set(fields)) != len(fields):
-            raise PydanticCustomError("sort_repeated", "Each sort field may appear only once")
-        return value
-
     @model_validator(mode="after")
-    def _consistent(self) -> "ProductQuery":
+    def _price_range(self) -> Self:
         if (
             self.min_price is not None
             and self.max_price is not None
             and self.min_price > self.max_price
         ):
             raise PydanticCustomError("price_range", "min_price must not exceed max_price")
-        if self.cursor is not None and self.skip > 0:
-            raise PydanticCustomError("cursor_with_skip", "cursor cannot be combined with skip")
         return self
-
-    @property
-    def sort_keys(self) -> tuple[SortKey, ...]:
-        return tuple(
-            SortKey.model_validate({"field": part.lstrip("-"), "descending": part[0] == "-"})
-            for part in self.sort.split(",")
-        )
-
-    def filters(self) -> dict[str, Any]:
-        """The filters as keyword arguments for `crud.products.list_products`."""
-        return self.model_dump(include={"q", "sku", "min_price", "max_price", "in_stock"})

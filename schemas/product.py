@@ -21,9 +21,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from models.product import DESCRIPTION_MAX_LENGTH, NAME_MAX_LENGTH, SKU_MAX_LENGTH
+from models.product import DESCRIPTION_MAX_LENGTH, INT4_MAX, NAME_MAX_LENGTH, SKU_MAX_LENGTH
 
-INT4_MAX = 2_147_483_647
 PRICE_MAX = Decimal("99999999.99")
 READ_ONLY_FIELDS = frozenset({"id", "version", "created_at", "updated_at"})
 

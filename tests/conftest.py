@@ -5,8 +5,13 @@ gets (through `app.dependency_overrides`) join it with savepoints, so their comm
 commits to the code under test and still leave nothing behind.
 """
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
+
+# The app's own engine is never the tests' database (their sessions come through the
+# overrides below); in memory, a test run leaves no catalog.db behind.
+os.environ.setdefault("DATABASE_URL", "sqlite://")
 
 import pytest
 from fastapi.testclient import TestClient
@@ -15,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from config import Settings
 from database.engine import build_engine
-from dependencies.database import get_database_session
+from dependencies.database import get_database_session, get_read_session
 from main import app
 from tests.databases import ON_POSTGRES, fresh_postgres_database, upgrade
 
@@ -76,6 +81,7 @@ def client(connection: Connection) -> Iterator[TestClient]:
             session.close()
 
     app.dependency_overrides[get_database_session] = override
+    app.dependency_overrides[get_read_session] = override
     try:
         with TestClient(app) as test_client:
             yield test_client

@@ -3,17 +3,17 @@
 from typing import Any
 
 from fastapi import APIRouter, Request
-from sqlalchemy import text
 
 from api.openapi import problem_responses
-from api.routing import SessionRoute
-from dependencies.database import SessionDep
+from crud.errors import SchemaNotReady
+from crud.health import required_revision, schema_revision
+from dependencies.database import ReadSessionDep
 
-router = APIRouter(tags=["service"], route_class=SessionRoute)
+router = APIRouter(tags=["service"])
 
 
 @router.get("/")
-def index(request: Request) -> dict[str, Any]:
+async def index(request: Request) -> dict[str, Any]:
     """Name, version and where to go next."""
     return {
         "name": request.app.title,
@@ -29,13 +29,15 @@ def index(request: Request) -> dict[str, Any]:
 
 
 @router.get("/health")
-def health() -> dict[str, str]:
+async def health() -> dict[str, str]:
     """Liveness: the process answers. Never touches the database."""
     return {"status": "healthy"}
 
 
 @router.get("/health/ready", responses=problem_responses(503))
-def ready(db: SessionDep) -> dict[str, str]:
-    """Readiness: 200 only when the database answers, 503 otherwise."""
-    db.execute(text("SELECT 1"))
+def ready(db: ReadSessionDep) -> dict[str, str]:
+    """Readiness: 200 only when the database answers and its schema is the one needed."""
+    current, required = schema_revision(db), required_revision()
+    if current != required:
+        raise SchemaNotReady(current, required)
     return {"status": "ready"}

@@ -1,10 +1,9 @@
 """crud.products on its own: commits, domain errors, and a session still usable after them."""
 
 from decimal import Decimal
-from typing import Any
 
 import pytest
-from sqlalchemy import Row, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from crud import products as crud
@@ -12,7 +11,7 @@ from crud.errors import DuplicateSku, ProductNotFound, StaleVersion
 from models import Product
 
 
-def _create(db: Session, **values: object) -> Row[Any]:
+def _create(db: Session, **values: object) -> crud.ProductRecord:
     return crud.create_product(db, values={"name": "Lamp", "price": Decimal("12.50"), **values})
 
 

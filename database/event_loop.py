@@ -1,29 +1,42 @@
-"""How blocking database code meets the event loop: in a greenlet on PostgreSQL, on a thread else.
+"""The one place where blocking database code may run on the event loop, and why.
 
-The guide's routes are plain `def` functions that use a blocking `Session`, and FastAPI runs
-such routes on AnyIO's worker threads. Handing every request to a thread and back costs more
-CPU than the database query it makes (README, Performance). psycopg2 offers a way out that
-keeps the code blocking: a *wait callback* (`psycopg2.extensions.set_wait_callback`, psycopg2's
-"support for coroutine libraries") is called whenever libpq would block, and may wait however
-it likes. SQLAlchemy's asyncio extension runs its blocking core in a greenlet and turns each
-wait into an `await` (`greenlet_spawn` / `await_`); together, a plain `def` route runs in a
-greenlet on the event loop, and while it waits for PostgreSQL the loop serves other requests.
+FastAPI runs a plain `def` route on a worker thread, so that it may block. Handing every
+request to a thread and back costs more CPU than the simple query it makes (bench/README.md,
+"Where a request's time goes"). psycopg2 offers a way out that keeps the route's code
+blocking: a *wait callback* (`psycopg2.extensions.set_wait_callback`, psycopg2's "support for
+coroutine libraries") is called whenever libpq would block, and may wait however it likes.
+Run the route in a greenlet and make each wait an `await`, and a plain `def` route runs on
+the event loop while the loop serves other requests during every wait for PostgreSQL.
 
-- `run_blocking(session, fn)` runs `fn` that way when the session is on psycopg2, and on a
-  worker thread otherwise (SQLite blocks in C, where no callback can reach it).
-- `wait_for_server` is the callback. Outside such a greenlet (a worker thread, alembic, a
-  script) it blocks on `poll()`, as psycopg2 itself would.
+It is an opt-in, made in two visible places, and it bends FastAPI's rule for `def` routes:
+- a router opts in with `route_class=api.routing.EventLoopRoute`;
+- the app opts in by serving inside `cooperation(engine)` (`main.lifespan`): the wait
+  callback is process-wide state, so it is installed only while the app serves, and Alembic,
+  scripts and code outside a served app run psycopg2 as psycopg2 runs by itself.
 
-Two rules keep this safe, and the service follows both: nothing in a greenlet-run route may
-block on anything but psycopg2 (the session dependency takes a pool slot before the route
-runs, so the pool itself never makes the loop wait), and a session is used by one request.
+**The one rule: nothing in such a route may block but the database.** No HTTP call, no
+`time.sleep`, no file read: on the event loop, one of those stalls every request in flight
+(`tests/test_event_loop.py` shows asyncio's debug mode catching one). Work that blocks
+belongs in a router without `EventLoopRoute`, where FastAPI puts it on a thread.
+
+Where the bridge cannot apply it steps aside: SQLite blocks inside C, where no callback
+reaches, and a pool that has not connected yet is still initialising the dialect under a
+thread lock; both run on a worker thread, as FastAPI would.
+
+`greenlet_spawn`, `await_` and `in_greenlet` come from `sqlalchemy.util.concurrency`: they are
+what SQLAlchemy's asyncio extension is built on (not a documented public API), and no public
+API of SQLAlchemy or greenlet offers "run this sync function in a greenlet whose waits are
+awaits". They are pinned with SQLAlchemy in requirements.txt, and this module is their only
+user.
 """
 
 import asyncio
 import select
+import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import psycopg2.extensions
@@ -102,16 +115,22 @@ def wait_for_server(connection: Any) -> None:
             raise psycopg2.OperationalError("timeout expired while connecting to the server")
 
 
-# Pools that have made their first connection. SQLAlchemy runs the first connection's set-up
-# (the dialect reading the server's settings) under a `threading.Lock`: a greenlet that held it
-# while awaiting the server would block every other greenlet of its thread that wants a
-# connection, and so the event loop that would wake it. Until then, work goes to threads.
+# Pools that have made their first connection since their engine started to cooperate.
+# SQLAlchemy runs the first connection's set-up (the dialect reading the server's settings)
+# under a `threading.Lock`: a greenlet that held it while awaiting the server would block
+# every other greenlet of its thread that wants a connection, and so the event loop that
+# would wake it. Until then, work goes to threads.
 _connected_pools: "weakref.WeakSet[Pool]" = weakref.WeakSet()
+_cooperating_engines: "weakref.WeakSet[Engine]" = weakref.WeakSet()
+_serving = 0  # how many `cooperation()` blocks are open: the wait callback is theirs
+_serving_lock = threading.Lock()
 
 
-def cooperate_with_event_loop(engine: Engine) -> None:
-    """Let `engine`'s sessions wait for psycopg2 in the event loop (`run_blocking`)."""
-    psycopg2.extensions.set_wait_callback(wait_for_server)  # every psycopg2 connection
+def _listen(engine: Engine) -> None:
+    """The engine's part: mark its pool once connected; open connections off the loop."""
+    if engine in _cooperating_engines:
+        return
+    _cooperating_engines.add(engine)
 
     # Registered after the dialect's own listener: this runs once that set-up is done (for
     # the pool in use: `engine.dispose()` starts a new one).
@@ -130,10 +149,37 @@ def cooperate_with_event_loop(engine: Engine) -> None:
         return await_(asyncio.to_thread(dialect.connect, *cargs, **cparams))
 
 
+@contextmanager
+def cooperation(*engines: Engine) -> Iterator[None]:
+    """While the block runs, sessions of `engines` on psycopg2 may wait in the event loop.
+
+    Installs psycopg2's wait callback for the process (and removes it when the last open
+    block ends) and the engines' listeners. Other engines are unaffected.
+    """
+    global _serving
+    for engine in engines:
+        if engine.dialect.driver == "psycopg2":
+            _listen(engine)
+    with _serving_lock:
+        if _serving == 0:
+            psycopg2.extensions.set_wait_callback(wait_for_server)
+        _serving += 1
+    try:
+        yield
+    finally:
+        with _serving_lock:
+            _serving -= 1
+            if _serving == 0:
+                psycopg2.extensions.set_wait_callback(None)
+
+
 def waits_in_event_loop(session: Session) -> bool:
-    """Whether `session`'s blocking calls can wait in the event loop: its engine cooperates
-    (`cooperate_with_event_loop` installed the wait callback) and its pool has connected."""
-    return session.get_bind().engine.pool in _connected_pools
+    """Whether `session`'s blocking calls can wait in the event loop: the wait callback is
+    installed (`cooperation`), and its engine cooperates with a pool that has connected."""
+    return (
+        psycopg2.extensions.get_wait_callback() is wait_for_server
+        and session.get_bind().engine.pool in _connected_pools
+    )
 
 
 async def run_blocking(session: Session, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:

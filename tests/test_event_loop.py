@@ -1,23 +1,30 @@
-"""Blocking database code runs in a greenlet on the event loop on PostgreSQL, on a thread else."""
+"""Inside `cooperation()`, blocking database code runs in a greenlet on the event loop on
+PostgreSQL, on a thread else; outside it, psycopg2 runs as it does by itself."""
 
 import asyncio
+import logging
 import socket
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
 from typing import Any
 
+import httpx
 import psycopg2
 import psycopg2.extensions
 import pytest
+from fastapi import APIRouter, FastAPI
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 from sqlalchemy.util.concurrency import greenlet_spawn
 
+from api.routing import EventLoopRoute
 from config import Settings
-from database.concurrency import run_blocking, wait_for_server
 from database.engine import build_engine
-from tests.databases import ON_POSTGRES
+from database.event_loop import cooperation, run_blocking, wait_for_server
+from dependencies.database import SessionDep, get_database_session, get_read_session
+from tests.databases import ON_POSTGRES, fresh_postgres_database, upgrade
 
 postgres_only = pytest.mark.postgres_only
 
@@ -27,7 +34,8 @@ def fresh_engine(database_url: str) -> Iterator[Engine]:
     """An engine of its own (pool of 2) whose pool has not connected yet."""
     settings = Settings(database_url=database_url, db_pool_size=2, db_max_overflow=0)
     engine = build_engine(settings.database_url, settings)
-    yield engine
+    with cooperation(engine):
+        yield engine
     engine.dispose()
 
 
@@ -228,3 +236,134 @@ def test_connections_opened_for_the_event_loop_are_opened_on_a_thread(
     assert len(opened_on) == 2
     assert all(thread == threading.main_thread().ident for _, thread in runs)
     assert threading.main_thread().ident not in opened_on
+
+
+# The rule of `EventLoopRoute`: nothing in such a route may block but the database. asyncio's
+# debug mode reports every step of the loop that takes longer than `slow_callback_duration`;
+# these tests hold the service's routes to the rule with it, and show that it catches a
+# route that breaks it.
+SLOW_STEP_S = 0.1
+
+
+Client = Callable[[str, str, Any], Awaitable[Any]]
+
+
+def _slow_steps(app: FastAPI, requests: Callable[[Client], Awaitable[None]]) -> list[str]:
+    """Serve what `requests` sends in one event loop in debug mode; the slow steps reported."""
+    reports: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "took" in record.getMessage():
+                reports.append(record.getMessage())
+
+    async def scenario() -> None:
+        asyncio.get_running_loop().slow_callback_duration = SLOW_STEP_S
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+
+            async def send(method: str, path: str, body: Any = None) -> Any:
+                response = await client.request(method, path, json=body)
+                assert response.status_code < 400, (method, path, response.text)
+                return response.json() if response.content else None
+
+            await requests(send)
+
+    handler = Collect()
+    logging.getLogger("asyncio").addHandler(handler)
+    try:
+        asyncio.run(scenario(), debug=True)
+    finally:
+        logging.getLogger("asyncio").removeHandler(handler)
+    return reports
+
+
+@pytest.fixture
+def served_on() -> Iterator[Callable[[FastAPI], FastAPI]]:
+    """Give an app sessions on a database of its own (the routes commit), on an engine that
+    cooperates with the event loop and whose pool has connected."""
+    with fresh_postgres_database("catalog_event_loop") as url:
+        settings = Settings(database_url=url, db_pool_size=2, db_max_overflow=0)
+        engine = build_engine(settings.database_url, settings)
+        with cooperation(engine):
+            with engine.begin() as connection:
+                upgrade(connection)
+            yield from _serving_on(engine)
+        engine.dispose()
+
+
+def _serving_on(fresh_engine: Engine) -> Iterator[Callable[[FastAPI], FastAPI]]:
+    def session() -> Iterator[Session]:
+        with Session(fresh_engine) as db:
+            yield db
+
+    apps: list[FastAPI] = []
+
+    def serve(app: FastAPI) -> FastAPI:
+        app.dependency_overrides[get_database_session] = session
+        app.dependency_overrides[get_read_session] = session
+        apps.append(app)
+        return app
+
+    yield serve
+    for app in apps:
+        app.dependency_overrides.clear()
+
+
+def _probe_app() -> FastAPI:
+    router = APIRouter(route_class=EventLoopRoute)
+
+    @router.post("/sleeps")
+    def sleeps(db: SessionDep) -> dict[str, str]:
+        db.execute(text("SELECT 1"))
+        time.sleep(SLOW_STEP_S * 3)  # breaks the rule
+        return {}
+
+    @router.post("/waits-for-the-database")
+    def waits_for_the_database(db: SessionDep) -> dict[str, str]:
+        db.execute(text("SELECT pg_sleep(0.3)"))  # keeps it: a wait for the database
+        return {}
+
+    app = FastAPI()
+    app.include_router(router)
+    return app
+
+
+@postgres_only
+def test_a_route_on_the_event_loop_that_blocks_is_reported(
+    served_on: Callable[[FastAPI], FastAPI],
+) -> None:
+    app = served_on(_probe_app())
+
+    async def waits(send: Client) -> None:
+        await send("POST", "/waits-for-the-database", None)
+
+    async def sleeps(send: Client) -> None:
+        await send("POST", "/sleeps", None)
+
+    assert _slow_steps(app, waits) == []
+    assert _slow_steps(app, sleeps) != []
+
+
+@postgres_only
+def test_the_service_routes_block_on_nothing_but_the_database(
+    served_on: Callable[[FastAPI], FastAPI],
+) -> None:
+    from main import app
+
+    served_on(app)
+    product = {"name": "Loop", "price": 1, "quantity": 5}
+
+    async def every_route(send: Client) -> None:
+        created = await send("POST", "/products", product)
+        _, second = await send("POST", "/products/bulk", [product, product])
+        path = f"/products/{created['id']}"
+        await send("GET", path, None)
+        await send("GET", "/products?sort=-price&limit=2", None)
+        await send("PUT", path, {"price": 2})
+        await send("PATCH", path, {"name": "Loop 2"})
+        await send("POST", f"{path}/stock", {"delta": -1})
+        await send("DELETE", f"/products/{second['id']}", None)
+        await send("GET", "/health/ready", None)
+
+    assert _slow_steps(app, every_route) == []
