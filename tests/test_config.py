@@ -4,13 +4,15 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
 
-from config import DEFAULT_DATABASE_URL, PROJECT_DIR, Settings
+from config import DEFAULT_DATABASE_URL, PROJECT_DIR, Settings, normalize_database_url
 from database.engine import build_engine
-from tests.databases import ON_POSTGRES
+from tests.databases import ON_POSTGRES, TEST_DATABASE_URL
 
 
 @pytest.mark.parametrize(
@@ -105,6 +107,7 @@ def test_engine_pool_follows_the_settings() -> None:
         ("not a url", "DATABASE_URL"),
         ("postgresql://user@host:notaport/db", "DATABASE_URL"),
         ("mysteriousdb://host/db", "unknown database driver"),
+        ("mysql://user@host/db", "needs the driver module 'MySQLdb'"),
     ],
 )
 def test_malformed_database_url_stops_startup_with_one_clear_line(url: str, message: str) -> None:
@@ -125,6 +128,49 @@ def test_malformed_database_url_stops_startup_with_one_clear_line(url: str, mess
     assert lines[0].startswith("catalog: invalid configuration: ")
     assert message in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def _postgres_url(**parts: Any) -> str:
+    assert TEST_DATABASE_URL
+    return (
+        make_url(normalize_database_url(TEST_DATABASE_URL))
+        .set(**parts)
+        .render_as_string(hide_password=False)
+    )
+
+
+@pytest.mark.postgres_only
+@pytest.mark.parametrize(
+    ("parts", "reason"),
+    [({"port": 5999}, "Connection refused"), ({"database": "no_such_db"}, "does not exist")],
+)
+def test_an_unreachable_database_is_one_line_at_migration_and_at_start_up(
+    parts: dict[str, Any], reason: str
+) -> None:
+    env = {**os.environ, "DATABASE_URL": _postgres_url(**parts), "DB_CONNECT_TIMEOUT": "2"}
+    migrate = subprocess.run(
+        [sys.executable, "-m", "alembic", "upgrade", "head"],
+        cwd=PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    start = subprocess.run(
+        [sys.executable, "-c", "import main; main.report_database()"],
+        cwd=PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert migrate.returncode == 1
+    assert migrate.stderr.strip().count("\n") == 0, migrate.stderr
+    assert reason in migrate.stderr and "Traceback" not in migrate.stderr
+    errors = [line for line in start.stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 1, start.stderr
+    assert reason in errors[0] and "Traceback" not in start.stderr
 
 
 @pytest.mark.postgres_only

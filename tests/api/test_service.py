@@ -1,10 +1,15 @@
 """The index, liveness and readiness endpoints."""
 
 import gc
+import logging
 
+import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.orm import Session
 
-import main  # noqa: F401  (importing main is start-up: it freezes what was loaded)
+import main  # importing main is start-up: it freezes what was loaded
+from crud.health import required_revision
 
 
 def test_index_names_the_service_and_links_onwards(client: TestClient) -> None:
@@ -39,6 +44,35 @@ def test_ready_is_200_when_database_answers(client: TestClient) -> None:
     assert response.json() == {"status": "ready"}
 
 
+def test_ready_is_503_naming_both_revisions_while_the_schema_is_behind(
+    client: TestClient, db: Session
+) -> None:
+    # The test's transaction is rolled back afterwards: the revision is back at head then.
+    db.execute(text("UPDATE alembic_version SET version_num = '0001'"))
+
+    response = client.get("/health/ready")
+
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["retry-after"]
+    body = response.json()
+    assert (body["current_revision"], body["required_revision"]) == ("0001", required_revision())
+    assert "0001" in body["detail"] and str(required_revision()) in body["detail"]
+    assert "run migrations" in body["detail"]
+
+
+def test_start_up_warns_in_one_line_when_the_database_was_never_migrated(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The app's own engine in the tests is an empty in-memory database (tests/conftest.py).
+    with caplog.at_level(logging.WARNING, logger="catalog"), TestClient(main.app):
+        pass
+
+    warnings = [r.getMessage() for r in caplog.records if "never migrated" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "make migrate" in warnings[0] and str(required_revision()) in warnings[0]
+
+
 def test_docs_page_is_served(client: TestClient) -> None:
     response = client.get("/docs")
 
@@ -47,5 +81,5 @@ def test_docs_page_is_served(client: TestClient) -> None:
 
 
 def test_the_objects_of_start_up_are_out_of_the_garbage_collectors_sight() -> None:
-    # Full collections under load then scan only what requests allocate (README, Design).
+    # Full collections under load then scan only what requests allocate (docs/design.md).
     assert gc.get_freeze_count() > 0
