@@ -44,7 +44,7 @@ class TextFormatter(logging.Formatter):
     """`<time> <level> <logger> [<request id>] <message>`, the time formatted once a second.
 
     logging's own `formatTime` runs `localtime` and `strftime` for every line: on an access
-    line per request, that is a measurable share of a simple read's CPU (README, Performance).
+    line per request, that is a measurable share of a simple read's CPU (bench/README.md).
     """
 
     _FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
@@ -70,7 +70,7 @@ def configure_logging(settings: Settings) -> None:
     else:
         handler.setFormatter(TextFormatter())
     # The logging HOWTO's "Optimization" table: skip collecting what no formatter here prints
-    # (caller's file and line, thread, process); measured ~2% of a simple read's CPU.
+    # (caller's file and line, thread, process), on every record (bench/README.md).
     logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False

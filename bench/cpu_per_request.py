@@ -6,7 +6,7 @@
 
 wrk's req/s on a shared 2-core machine moves by 10-20% from run to run; the process CPU time
 per request (all threads) of the same app on the same data moves by a few percent, so it tells
-whether one change helps. It is the figure the levers table in the README quotes. The app talks
+whether one change helps. It is the figure bench/README.md quotes. The app talks
 to BENCH_DATABASE_URL (default: the catalog_perf database `make bench` loads); the requests are
 the ones of bench/wrk/: GET one (random ids), list 100, POST and PATCH, 16 at a time.
 

@@ -6,7 +6,7 @@
     .venv/bin/python bench/profile_summary.py stacks.txt
 
 Each sample counts once, for the package of the frame that was running (self time), so the
-shares add up to 100%. The groups are the ones the README's Performance section reports.
+shares add up to 100%. The groups are the ones bench/README.md reports.
 """
 
 import re

@@ -52,7 +52,7 @@ class Product(Base):
         Index("ix_products_name_price", "name", "price"),
         # Listing: one (key, id) B-tree per sort order, so that a page (offset 0 or a keyset
         # cursor at any depth) is an index range scan. `name` is served by the guide's index
-        # plus an incremental sort on id. Chosen with EXPLAIN ANALYZE on 1M rows (README).
+        # plus an incremental sort on id. Chosen with EXPLAIN ANALYZE on 1M rows (bench/README.md).
         Index("ix_products_price_id", "price", "id"),
         Index("ix_products_quantity_id", "quantity", "id"),
         Index("ix_products_created_at_id", "created_at", "id"),

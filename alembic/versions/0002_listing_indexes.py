@@ -1,6 +1,6 @@
 """Indexes for listing: (sort key, id) B-trees, and trigram GIN indexes for `q` on PostgreSQL.
 
-Chosen with EXPLAIN ANALYZE on 1M products (see the README's listing benchmark). On a large live
+Chosen with EXPLAIN ANALYZE on 1M products (bench/README.md, the listing benchmark). On a large live
 table, build them first by hand with CREATE INDEX CONCURRENTLY under the same names.
 
 Revision ID: 0002

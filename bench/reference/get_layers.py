@@ -3,7 +3,7 @@
     LAYER=select .venv/bin/python bench/cpu_per_request.py get_layers:app get \
         --app-dir bench/reference --instructions
 
-Each `LAYER` adds one thing to the one before it (README, Performance, has the figures):
+Each `LAYER` adds one thing to the one before it (bench/README.md has the figures):
 
 - `bare`: FastAPI, an `async def` route with the path parameter, returning a constant;
 - `greenlet`: the route's body run in a greenlet, as `api.routing.SessionRoute` runs it;
