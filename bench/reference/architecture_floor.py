@@ -6,8 +6,8 @@ SELECT on the session's connection and writes the row with pydantic. No middlewa
 metrics, ETag, validation limits or problem handlers. `bench/cpu_per_request.py
 architecture_floor:app get --app-dir bench/reference` next to the hand-written psycopg2 app
 shows the best ratio a service built this way can reach while every request is handed to a
-thread and back; the service runs its routes in the event loop instead (docs/design.md and bench/README.md,
-Performance). Only GET /products/{id}.
+thread and back; the service runs its routes in the event loop instead (database/event_loop.py,
+bench/README.md). Only GET /products/{id}.
 """
 
 import os
