@@ -15,7 +15,12 @@ from api.docs import install_offline_docs
 from api.logs import configure_logging
 from api.metrics import register_pool_metrics
 from api.metrics import router as metrics_router
-from api.middleware import BodyLimitMiddleware, RequestContextMiddleware, TrailingSlashMiddleware
+from api.middleware import (
+    BodyLimitMiddleware,
+    HeadMiddleware,
+    RequestContextMiddleware,
+    TrailingSlashMiddleware,
+)
 from api.openapi import install_openapi
 from api.problems import install_problem_handlers
 from api.routes import products, service
@@ -85,6 +90,7 @@ app = FastAPI(
     # when none is configured; to trace with OpenTelemetry, configure a provider and drop this.
     telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
 )
+app.add_middleware(HeadMiddleware)  # innermost: routing sees a HEAD request as its GET
 app.add_middleware(TrailingSlashMiddleware)
 if settings.cors_origins:
     app.add_middleware(
