@@ -9,6 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.logs import request_id_var
+from api.matching import route_for
 from api.metrics import observe_request
 from api.problems import problem, unexpected_error
 
@@ -158,7 +159,10 @@ class RequestContextMiddleware:
             await response(scope, receive, send_with_request_id)
         finally:
             elapsed = time.perf_counter() - started
-            route = scope.get("route")
+            # FastAPI tags the scope with its own routes only; the others (the OpenAPI document,
+            # the docs' static files) are looked up, and named by their template too, so that
+            # a label never holds a raw path (every distinct path would be a new series).
+            route = scope.get("route") or route_for(scope["app"].routes, scope)
             # The template as documented: `/products/{product_id}`, without `:int`.
             template = getattr(route, "path_format", None) or "<unmatched>"
             method = scope["method"]
