@@ -135,5 +135,7 @@ if __name__ == "__main__":
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        # configure_logging (above) has configured every logger already, uvicorn's included.
+        log_config=None,
         access_log=False,
     )
