@@ -58,8 +58,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 DESCRIPTION = """
-The product catalog: create, read, list, update and delete products, adjust stock atomically,
-and create up to 1000 products in one all-or-nothing request.
+Create, read, list, update and delete products, adjust their stock atomically, and create up
+to 1000 of them in one all-or-nothing request.
 
 - **Errors** are RFC 9457 `application/problem+json` bodies; a 422 lists every invalid field
   in `errors`.
@@ -77,7 +77,7 @@ and create up to 1000 products in one all-or-nothing request.
 app = FastAPI(
     title="Catalog",
     version=__version__,
-    summary="A product catalog: CRUD on /products, backed by SQLAlchemy and PostgreSQL.",
+    summary="Products, their prices and their stock, as JSON over HTTP.",
     description=DESCRIPTION,
     # operationIds are the route functions' names: create_product, list_products, ...
     generate_unique_id_function=lambda route: route.name,
