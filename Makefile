@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/catalog_test
 
 .DEFAULT_GOAL := help
-.PHONY: help run migrate test test-sqlite test-postgres lint format bench bench-listing openapi
+.PHONY: help run migrate test test-sqlite test-postgres lint format bench bench-listing openapi screenshot
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -59,3 +59,6 @@ format: $(VENV)/.dev-installed ## Apply ruff's fixes and formatting
 
 openapi: $(VENV)/.dev-installed ## Refresh the committed OpenAPI snapshot (openapi.json)
 	$(BIN)/python -c "import json, main; print(json.dumps(main.app.openapi(), indent=2, ensure_ascii=False))" > openapi.json
+
+screenshot: $(VENV)/.dev-installed ## Refresh docs/screenshot-docs.png (the browser test's /docs)
+	UPDATE_SCREENSHOT=1 $(BIN)/python -m pytest -q tests/test_browser.py -k lists_operations

@@ -17,7 +17,12 @@ from api.docs import install_offline_docs
 from api.logs import configure_logging
 from api.metrics import register_pool_metrics
 from api.metrics import router as metrics_router
-from api.middleware import BodyLimitMiddleware, RequestContextMiddleware, TrailingSlashMiddleware
+from api.middleware import (
+    BodyLimitMiddleware,
+    HeadMiddleware,
+    RequestContextMiddleware,
+    TrailingSlashMiddleware,
+)
 from api.openapi import install_openapi
 from api.problems import install_problem_handlers
 from api.routes import products, service
@@ -82,8 +87,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 DESCRIPTION = """
-The product catalog: create, read, list, update and delete products, adjust stock atomically,
-and create up to 1000 products in one all-or-nothing request.
+Create, read, list, update and delete products, adjust their stock atomically, and create up
+to 1000 of them in one all-or-nothing request.
 
 - **Errors** are RFC 9457 `application/problem+json` bodies; a 422 lists every invalid field
   in `errors`.
@@ -101,7 +106,7 @@ and create up to 1000 products in one all-or-nothing request.
 app = FastAPI(
     title="Catalog",
     version=__version__,
-    summary="A product catalog: CRUD on /products, backed by SQLAlchemy and PostgreSQL.",
+    summary="Products, their prices and their stock, as JSON over HTTP.",
     description=DESCRIPTION,
     # operationIds are the route functions' names: create_product, list_products, ...
     generate_unique_id_function=lambda route: route.name,
@@ -114,6 +119,7 @@ app = FastAPI(
     # when none is configured; to trace with OpenTelemetry, configure a provider and drop this.
     telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
 )
+app.add_middleware(HeadMiddleware)  # innermost: routing sees a HEAD request as its GET
 app.add_middleware(TrailingSlashMiddleware)
 if settings.cors_origins:
     app.add_middleware(
@@ -157,5 +163,7 @@ if __name__ == "__main__":
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        # configure_logging (above) has configured every logger already, uvicorn's included.
+        log_config=None,
         access_log=False,
     )

@@ -11,8 +11,15 @@ from config import Settings
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
 
-# Attributes every LogRecord has; anything else on a record came in through `extra=`.
-_STANDARD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "request_id"}
+# Attributes every LogRecord has; anything else on a record came in through `extra=`, but for
+# uvicorn's `color_message` (its message again, with terminal colour codes).
+_NOT_EXTRAS = frozenset(vars(logging.makeLogRecord({}))) | {
+    "message",
+    "request_id",
+    "color_message",
+}
+# uvicorn's loggers for its own lines: start-up, shutdown, errors (its access log is replaced).
+_UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.asgi")
 
 
 class _RequestIdFilter(logging.Filter):
@@ -32,9 +39,7 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "request_id": getattr(record, "request_id", "-"),
         }
-        entry.update(
-            (key, value) for key, value in vars(record).items() if key not in _STANDARD_ATTRIBUTES
-        )
+        entry.update((key, value) for key, value in vars(record).items() if key not in _NOT_EXTRAS)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
@@ -78,5 +83,14 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
+    # `uvicorn main:app` gives its loggers handlers of their own (plain text, not propagating)
+    # before it imports the app: take them over, so that every line has this format, however
+    # uvicorn was started. Their levels stay uvicorn's (`--log-level`).
+    for name in _UVICORN_LOGGERS:
+        uvicorn_logger = logging.getLogger(name)
+        uvicorn_logger.handlers.clear()
+        uvicorn_logger.propagate = True
+    # Warnings too, which Python would otherwise print as plain text.
+    logging.captureWarnings(True)
     # Our access line (api.middleware) replaces uvicorn's: it has the request id and route.
     logging.getLogger("uvicorn.access").disabled = True

@@ -4,10 +4,18 @@ from collections.abc import Iterator
 from functools import cache
 
 from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
+from sqlalchemy.pool import QueuePool
 
 HTTP_REQUESTS = Counter(
     "catalog_http_requests_total", "HTTP requests answered.", ["method", "route", "status"]
@@ -44,30 +52,48 @@ def observe_request(method: str, route: str, status: int, seconds: float) -> Non
     latency.observe(seconds)
 
 
-class _PoolCollector(Collector):
+class _QueuePoolCollector(Collector):
     """Reads the pool's gauges when Prometheus scrapes, so the hot path pays nothing."""
 
     def __init__(self, engine: Engine) -> None:
-        self._pool = engine.pool
+        # The engine, not its pool: `engine.dispose()` (every lifespan's end) replaces the pool.
+        self._engine = engine
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        for name, help_text, reading in (
-            ("checked_out", "Connections lent to requests right now.", "checkedout"),
-            ("overflow", "Connections open beyond the pool size right now.", "overflow"),
-            ("size", "Configured pool size.", "size"),
+        pool = self._engine.pool
+        assert isinstance(pool, QueuePool)
+        size, checked_out, idle = pool.size(), pool.checkedout(), pool.checkedin()
+        for name, help_text, value in (
+            ("size", "Connections the pool keeps open once made (its pool_size).", size),
+            ("checked_out", "Connections lent to requests right now.", checked_out),
+            ("idle", "Open connections waiting in the pool for a request.", idle),
+            # Not QueuePool.overflow(): that counts up from -size, negative until the pool fills.
+            (
+                "overflow",
+                "Connections open beyond the pool size right now (up to its max_overflow).",
+                max(0, checked_out + idle - size),
+            ),
         ):
-            read = getattr(self._pool, reading, None)
-            if read is not None:
-                yield GaugeMetricFamily(f"catalog_database_pool_{name}", help_text, read())
+            yield GaugeMetricFamily(f"catalog_database_pool_{name}", help_text, value)
 
 
-_registered_pools: set[int] = set()
+# Held, not their ids: an id can be reused once its object is gone (a test's engine or registry).
+_gauged: list[tuple[Engine, CollectorRegistry]] = []
 
 
-def register_pool_metrics(engine: Engine) -> None:
-    if id(engine) not in _registered_pools:
-        REGISTRY.register(_PoolCollector(engine))
-        _registered_pools.add(id(engine))
+def register_pool_metrics(engine: Engine, registry: CollectorRegistry = REGISTRY) -> None:
+    """Gauge `engine`'s pool if it is a QueuePool, the one pool a size applies to; once.
+
+    PostgreSQL gets one sized from the settings, and a SQLite file SQLAlchemy's default one; an
+    in-memory SQLite database shares one connection (StaticPool): nothing to gauge.
+    """
+    if not isinstance(engine.pool, QueuePool):
+        return
+    # `python main.py` imports main twice (as __main__, then uvicorn's "main:app").
+    if any(seen is engine and into is registry for seen, into in _gauged):
+        return
+    registry.register(_QueuePoolCollector(engine))
+    _gauged.append((engine, registry))
 
 
 router = APIRouter(tags=["service"])

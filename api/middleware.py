@@ -9,6 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.logs import request_id_var
+from api.matching import route_for
 from api.metrics import observe_request
 from api.problems import problem, unexpected_error
 
@@ -39,6 +40,38 @@ class TrailingSlashMiddleware:
                 # In place: the outer middleware reads the matched route from this same scope.
                 scope["path"] = path.rstrip("/") or "/"
         await self.app(scope, receive, send)
+
+
+class HeadMiddleware:
+    """HEAD is GET without the body (RFC 9110 §9.3.2), on every GET route, present and future.
+
+    FastAPI's routes answer only the methods they declare, and declaring HEAD on each would put
+    it in the OpenAPI document. Instead a HEAD request is routed as a GET and the body of the
+    answer is dropped: status and headers (Content-Length, ETag, ...) are the GET's.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+        # A copy: the server and the access log read the method from the original, which must
+        # still say HEAD (a server sends no body for HEAD, but expects all of it for a GET).
+        as_get = {**scope, "method": "GET"}
+
+        async def send_without_body(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        try:
+            await self.app(as_get, receive, send_without_body)
+        finally:
+            # Routing wrote its choice into the copy; the outer middleware reads the original.
+            if "route" in as_get:
+                scope["route"] = as_get["route"]
 
 
 class BodyLimitMiddleware:
@@ -126,7 +159,10 @@ class RequestContextMiddleware:
             await response(scope, receive, send_with_request_id)
         finally:
             elapsed = time.perf_counter() - started
-            route = scope.get("route")
+            # FastAPI tags the scope with its own routes only; the others (the OpenAPI document,
+            # the docs' static files) are looked up, and named by their template too, so that
+            # a label never holds a raw path (every distinct path would be a new series).
+            route = scope.get("route") or route_for(scope["app"].routes, scope)
             # The template as documented: `/products/{product_id}`, without `:int`.
             template = getattr(route, "path_format", None) or "<unmatched>"
             method = scope["method"]

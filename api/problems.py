@@ -1,7 +1,6 @@
 """One set of handlers renders every error, from any layer, as RFC 9457 problem+json."""
 
 import logging
-import re
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
@@ -12,6 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.matching import allowed_methods
 from api.metrics import DATABASE_ERRORS, POOL_TIMEOUTS
 from crud.errors import CatalogError
 
@@ -46,28 +46,15 @@ def _describe(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc)
 
 
-def _allowed_methods(request: Request) -> str:
-    """Every method the API documents for this path (Starlette's 405 names one route's only).
-
-    As in OpenAPI, a concrete path (`/products/bulk`) wins over a templated one that also
-    matches it (`/products/{product_id}`).
-    """
-    matches = [
-        (template, operations)
-        for template, operations in request.app.openapi()["paths"].items()
-        if re.fullmatch(re.sub(r"\{[^}]+\}", "[^/]+", template), request.url.path)
-    ]
-    concrete = [(template, ops) for template, ops in matches if "{" not in template]
-    methods = {method.upper() for _, operations in concrete or matches for method in operations}
-    return ", ".join(sorted(methods))
-
-
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
     headers = dict(exc.headers or {})
     if exc.status_code == HTTPStatus.METHOD_NOT_ALLOWED:
-        headers["Allow"] = _allowed_methods(request)
+        # The route that refused names only its own methods; the path may have more routes.
+        methods = allowed_methods(request.app.routes, request.scope)
+        if methods is not None:
+            headers["Allow"] = ", ".join(methods)
     return problem(request, exc.status_code, detail, headers=headers)
 
 

@@ -44,20 +44,38 @@ class Service:
 
 
 @contextmanager
-def service_process(database_url: str, **settings: str) -> Iterator[Service]:
-    """Start `uvicorn main:app` against `database_url` with extra settings; stop it after."""
+def service_process(
+    database_url: str, *, command: str = "uvicorn main:app", **settings: str
+) -> Iterator[Service]:
+    """Start the service against `database_url` with extra settings; stop it after.
+
+    `command` is how: `uvicorn main:app` (the production command) or `python main.py`.
+    """
     port = free_port()
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
         "LOG_LEVEL": "warning",
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
         **{name.upper(): value for name, value in settings.items()},
     }
-    command = [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1"]
+    arguments = {
+        "uvicorn main:app": [
+            "-m",
+            "uvicorn",
+            "main:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        "python main.py": ["main.py"],  # HOST and PORT from the environment
+    }[command]
     # The log goes to a file, not a pipe: a pipe nobody reads fills up and blocks the server.
     with tempfile.TemporaryFile(mode="w+") as log:
         process = subprocess.Popen(
-            [*command, "--port", str(port)],
+            [sys.executable, *arguments],
             cwd=PROJECT_DIR,
             env=env,
             stdout=log,

@@ -5,6 +5,11 @@ that chromedriver and never downloads a browser or a driver. The service is a re
 process on a fresh SQLite file. Every name that is not 127.0.0.1 fails to resolve in the
 browser, and each page's own network log must show no request for another origin that the
 browser did not refuse by itself (the pages' Content-Security-Policy).
+
+The README's screenshot of /docs is this test's: every run takes it and checks it, into the
+test's temporary folder, so a test run leaves the git tree clean. `make screenshot`
+(`UPDATE_SCREENSHOT=1`) writes it to docs/screenshot-docs.png instead, and then fails rather
+than skips when there is no browser.
 """
 
 import json
@@ -30,9 +35,8 @@ from tests.server import migrate, running_service
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 INSTALL = "apt-get install -y chromium chromium-driver"
-# The README shows this test's screenshot; refresh it with UPDATE_SCREENSHOT=1 (otherwise the
-# screenshot goes to the test's temporary folder, and a test run leaves the tree clean).
 README_SCREENSHOT = PROJECT_DIR / "docs" / "screenshot-docs.png"
+UPDATE_SCREENSHOT = bool(os.environ.get("UPDATE_SCREENSHOT"))
 WAIT_SECONDS = 30
 API_KEY = "browser-test-key"
 PRODUCTS = [
@@ -71,6 +75,8 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
         )
         if IN_CI:
             pytest.fail(f"{message} (CI=true: the browser test is required, never skipped)")
+        if UPDATE_SCREENSHOT:
+            pytest.fail(f"{message} (UPDATE_SCREENSHOT=1: the screenshot was asked for)")
         pytest.skip(message)
 
     options = webdriver.ChromeOptions()
@@ -131,7 +137,7 @@ def test_swagger_ui_lists_operations_offline(
         "return [...document.querySelectorAll('.opblock')].map(block => block.id)"
     )
     assert len(operation_ids) == sum(len(methods) for methods in openapi["paths"].values())
-    screenshot = README_SCREENSHOT if os.environ.get("UPDATE_SCREENSHOT") else tmp_path / "docs.png"
+    screenshot = README_SCREENSHOT if UPDATE_SCREENSHOT else tmp_path / "docs.png"
     screenshot.parent.mkdir(exist_ok=True)
     assert browser.save_screenshot(str(screenshot))
     assert screenshot.stat().st_size > 10_000

@@ -34,7 +34,7 @@ def test_wrong_method_is_405_problem_with_allow(client: TestClient) -> None:
 
     assert response.status_code == 405
     assert response.headers["content-type"] == PROBLEM
-    assert response.headers["allow"] == "GET"
+    assert response.headers["allow"] == "GET, HEAD"
     assert response.json()["status"] == 405
 
 

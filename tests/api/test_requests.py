@@ -220,6 +220,52 @@ def test_metrics_count_every_request_once(client: TestClient) -> None:
     assert counted() == (before[0] + 3, before[1] + 3)
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "route"),
+    [
+        ("GET", "/openapi.json", "/openapi.json"),
+        ("HEAD", "/openapi.json", "/openapi.json"),
+        ("DELETE", "/openapi.json", "/openapi.json"),
+        ("GET", "/docs", "/docs"),
+        ("GET", "/redoc", "/redoc"),
+        ("GET", "/static/docs/swagger-ui.css", "/static/docs/{path}"),
+        ("GET", "/static/docs/redoc.standalone.js", "/static/docs/{path}"),
+        ("GET", "/static/docs/no-such-file.js", "/static/docs/{path}"),
+        ("GET", "/no/such/thing", "<unmatched>"),
+        ("GET", "/products/not-an-id", "<unmatched>"),
+    ],
+)
+def test_docs_and_static_files_are_logged_and_counted_by_route_template(
+    client: TestClient, caplog: pytest.LogCaptureFixture, method: str, path: str, route: str
+) -> None:
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="catalog.access"):
+        response = client.request(method, path)
+
+    lines: list[Any] = [record for record in caplog.records if record.name == "catalog.access"]
+    assert [line.route for line in lines] == [route]
+    labels = {"method": method, "route": route, "status": str(response.status_code)}
+    assert REGISTRY.get_sample_value("catalog_http_requests_total", labels)
+
+
+def test_no_route_label_is_a_raw_path(client: TestClient) -> None:
+    for path in ["/static/docs/swagger-ui.css", "/static/docs/favicon.png", "/no/such/thing"]:
+        client.get(path)
+
+    routes = {
+        sample.labels["route"]
+        for metric in REGISTRY.collect()
+        if metric.name == "catalog_http_requests"
+        for sample in metric.samples
+    }
+    assert {"/static/docs/{path}", "<unmatched>"} <= routes
+    assert not routes & {
+        "/static/docs/swagger-ui.css",
+        "/static/docs/favicon.png",
+        "/no/such/thing",
+    }
+
+
 def test_no_free_connection_within_pool_timeout_is_503(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(database_dependency, "get_settings", lambda: Settings(db_pool_timeout=0.2))
     probe = FastAPI()
