@@ -201,7 +201,6 @@ def test_metrics_count_requests_by_route_template_and_status(client: TestClient)
     assert re.search(re.escape(f"catalog_http_requests_total{{{labels}}}") + " [1-9]", text)
     assert 'status="404"' in text
     assert "catalog_http_request_duration_seconds_bucket" in text
-    assert "catalog_database_pool_checked_out" in text
     assert "catalog_database_errors_total" in text
 
 
