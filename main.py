@@ -1,6 +1,5 @@
 """Assembles the app: settings, logging, routers, middleware and error handlers."""
 
-import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -31,7 +30,7 @@ from crud.health import required_revision, schema_revision
 from database.engine import engine, read_engine
 from database.event_loop import cooperation
 from database.session import SessionLocal
-from dependencies.database import database_capacity
+from dependencies.database import database_capacity, database_slots
 
 __version__ = "0.1.0"
 MAX_BODY_BYTES = 1024 * 1024
@@ -73,17 +72,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # The pool's slots belong to this serving run: an asyncio.Semaphore is bound to the first
     # event loop that waits on it, and a later run (a second TestClient, an embedding) has its
     # own loop.
-    app.state.database_slots = asyncio.Semaphore(database_capacity())
+    app.state.database_slots = database_slots()
     if not settings.api_keys:
         logger.warning("API_KEYS is not set: writes (POST, PUT, PATCH, DELETE) are open to anyone")
     # Opt-in: while the app serves, the routes of `EventLoopRoute` routers wait for
     # PostgreSQL in the event loop (database/event_loop.py).
-    with cooperation(engine):
+    with cooperation(engine, read_engine):
         await run_in_threadpool(report_database)
         yield
     # After uvicorn has drained in-flight requests (SIGTERM): every acknowledged write is
     # committed already, so closing the pool loses nothing.
     engine.dispose()
+    read_engine.dispose()
 
 
 DESCRIPTION = """
@@ -141,8 +141,8 @@ if settings.cors_origins:
 app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
 app.add_middleware(RequestContextMiddleware)  # outermost: sees and tags every response
 install_problem_handlers(app)
-app.include_router(service.router)
 app.include_router(products.router)
+app.include_router(service.router)
 app.include_router(metrics_router)
 install_offline_docs(app)
 install_openapi(app)

@@ -1,8 +1,9 @@
 """Step 1 of the guide: the one engine (and connection pool) of this process.
 
 `engine` runs every session in a transaction: a write request is one transaction, however
-many statements it makes, and commits before its answer is built (`crud`). `read_engine` is
-the same engine and pool for the sessions of requests that only read (`GET`, `HEAD`).
+many statements it makes, and commits before its answer is built (`crud`). `read_engine`
+serves the sessions of requests that only read (`GET`, `HEAD`): on PostgreSQL an engine and
+pool of its own whose connections autocommit (`build_read_engine`).
 """
 
 import select
@@ -86,11 +87,11 @@ def _postgres_connect_args(settings: Settings) -> dict[str, Any]:
     return args
 
 
-def build_engine(database_url: str, settings: Settings) -> Engine:
+def build_engine(database_url: str, settings: Settings, *, for_reads: bool = False) -> Engine:
     """Create an engine for `database_url` with the pool and driver options this service needs.
 
     The service, migrations, scripts and the tests all build their engines here, so the tests
-    run on the configuration the service runs with.
+    run on the configuration the service runs with. `for_reads`: see `build_read_engine`.
     """
     url = make_url(database_url)
     options: dict[str, Any] = {"echo": settings.db_echo}
@@ -107,6 +108,8 @@ def build_engine(database_url: str, settings: Settings) -> Engine:
             pool_recycle=settings.db_pool_recycle,
             connect_args=_postgres_connect_args(settings),
         )
+        if for_reads:
+            options["isolation_level"] = "AUTOCOMMIT"
     engine = create_engine(url, **options)
     if url.get_backend_name() == "sqlite":
         _configure_sqlite(engine)
@@ -115,21 +118,21 @@ def build_engine(database_url: str, settings: Settings) -> Engine:
     return engine
 
 
-def reading(engine: Engine) -> Engine:
-    """`engine` for sessions that only read: on PostgreSQL, each statement commits by itself.
+def build_read_engine(engine: Engine, settings: Settings) -> Engine:
+    """The engine for sessions that only read: on PostgreSQL, each statement commits by itself.
 
-    A read then costs one round trip instead of three (BEGIN, the SELECT, COMMIT), on the same
-    pool: SQLAlchemy sets the connection's autocommit when it is checked out for such a
-    session and resets it when it goes back (the documented `execution_options(isolation_level=
-    "AUTOCOMMIT")` copy of an engine). A listing's page and total are one statement, so they
-    still come from one snapshot. Writes never use it. SQLite reads in-process, with no round
-    trip to save, so it keeps its transactions.
+    A read then costs one round trip instead of three (BEGIN, the SELECT, COMMIT). It is an
+    engine with a pool of its own, whose connections are in autocommit from the start: one
+    pool switching each connection between the two modes would pay for every switch (and
+    psycopg2 sends a `SET` to switch back; bench/README.md). A listing's page and total are
+    one statement, so they still come from one snapshot. Nothing that writes is given it.
+    SQLite reads in-process, with no round trip to save: it shares the one engine.
     """
-    if engine.dialect.name == "postgresql":
-        return engine.execution_options(isolation_level="AUTOCOMMIT")
-    return engine
+    if engine.dialect.name != "postgresql":
+        return engine
+    return build_engine(engine.url.render_as_string(hide_password=False), settings, for_reads=True)
 
 
 _settings = get_settings()
 engine = build_engine(_settings.database_url, _settings)
-read_engine = reading(engine)
+read_engine = build_read_engine(engine, _settings)
