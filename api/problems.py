@@ -23,6 +23,10 @@ MAX_LISTED_ERRORS = 50
 # Field names come from the client: one name is cut at this length in `loc`.
 _MAX_LOC_PART = 100
 
+# PostgreSQL's SQLSTATEs for a statement cancelled by DB_STATEMENT_TIMEOUT_MS (or a cancel
+# request) and a lock wait cut off by DB_LOCK_TIMEOUT_MS: the database is busy, not broken.
+_TIMED_OUT = {"57014": "query_canceled", "55P03": "lock_not_available"}
+
 logger = logging.getLogger("catalog.errors")
 
 
@@ -109,11 +113,13 @@ async def _catalog_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-def _database_unavailable(request: Request) -> JSONResponse:
+def _database_unavailable(
+    request: Request, detail: str = "The database is unavailable; try again shortly"
+) -> JSONResponse:
     return problem(
         request,
         HTTPStatus.SERVICE_UNAVAILABLE,
-        "The database is unavailable; try again shortly",
+        detail,
         headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
     )
 
@@ -126,6 +132,13 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
         POOL_TIMEOUTS.inc()
         return _database_unavailable(request)
     assert isinstance(exc, sa_exc.DBAPIError)
+    timed_out = _TIMED_OUT.get(getattr(exc.orig, "pgcode", None) or "")
+    if timed_out:
+        logger.warning("%s on %s %s: %s", timed_out, request.method, request.url.path, exc.orig)
+        DATABASE_ERRORS.labels("timeout").inc()
+        return _database_unavailable(
+            request, "The database did not answer in time; try again shortly"
+        )
     if exc.connection_invalidated or isinstance(
         exc, sa_exc.OperationalError | sa_exc.InterfaceError
     ):
