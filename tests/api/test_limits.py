@@ -4,15 +4,18 @@ In process here; tests/api/test_hostile_clients.py holds the same limits against
 while other clients are served.
 """
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from starlette.types import Message
 
 from api.problems import MAX_LISTED_ERRORS
 from dependencies.conditional import MAX_ENTITY_TAGS
+from main import app
 
 MakeProduct = Callable[..., dict[str, Any]]
 PROBLEM = "application/problem+json"
@@ -144,3 +147,70 @@ def test_if_none_match_reads_a_list_of_entity_tags(
     response = client.get(f"/products/{product['id']}", headers={"If-None-Match": header})
 
     assert response.status_code == status
+
+
+def _answer_of_the_app(headers: list[tuple[bytes, bytes]], http_version: str = "1.1") -> Any:
+    """Status, content type and body the app answers to a GET /health with these headers.
+
+    Straight to the app, as a server that passes any head through (httptools) would call it.
+    """
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": http_version,
+        "method": "GET",
+        "scheme": "http",
+        "path": "/health",
+        "raw_path": b"/health",
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers,
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+        "app": app,
+    }
+    asyncio.run(app(scope, receive, send))
+    start_headers = dict(sent[0]["headers"])
+    body = b"".join(message.get("body", b"") for message in sent[1:])
+    return sent[0]["status"], start_headers.get(b"content-type"), start_headers, body
+
+
+@pytest.mark.parametrize(
+    ("headers", "http_version", "status"),
+    [
+        ([], "1.1", 400),
+        ([(b"host", b"a"), (b"host", b"b")], "1.1", 400),
+        ([(b"host", b"a"), (b"host", b"b")], "1.0", 400),
+        ([], "1.0", 200),  # HTTP/1.0 predates Host
+        ([], "2", 200),  # HTTP/2 names the host in :authority
+        ([(b"host", b"a")], "1.1", 200),
+    ],
+)
+def test_a_request_needs_exactly_one_host(
+    headers: list[tuple[bytes, bytes]], http_version: str, status: int
+) -> None:
+    answered, content_type, _, _ = _answer_of_the_app(headers, http_version)
+
+    assert answered == status
+    if status == 400:
+        assert content_type == PROBLEM.encode()
+
+
+def test_headers_over_64_kib_in_all_are_431_and_close_the_connection() -> None:
+    many = [(b"host", b"a")] + [(b"x-part", b"a" * 1000)] * 66
+
+    status, content_type, headers, body = _answer_of_the_app(many)
+
+    assert status == 431
+    assert content_type == PROBLEM.encode()
+    assert headers[b"connection"] == b"close"
+    assert b"65536" in body
+    assert _answer_of_the_app(many[:60])[0] == 200
