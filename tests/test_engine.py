@@ -114,9 +114,10 @@ def test_the_timeouts_are_no_session_state(bounded: Engine) -> None:
         connection.commit()
         raw = connection.connection.dbapi_connection
         assert raw is not None
-        with raw.cursor() as cursor:  # below SQLAlchemy's events: the session's own values
-            cursor.execute("SHOW statement_timeout")
-            session_value = cursor.fetchone()
+        cursor = raw.cursor()  # below SQLAlchemy's events: the session's own values
+        cursor.execute("SHOW statement_timeout")
+        session_value = cursor.fetchone()
+        cursor.close()
         raw.rollback()
 
     assert session_value == ("0",)

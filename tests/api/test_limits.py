@@ -4,18 +4,16 @@ In process here; tests/api/test_hostile_clients.py holds the same limits against
 while other clients are served.
 """
 
-import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from starlette.types import Message
 
 from api.problems import MAX_LISTED_ERRORS
 from dependencies.conditional import MAX_ENTITY_TAGS
-from main import app
+from tests.asgi import sent_by_the_app
 
 MakeProduct = Callable[..., dict[str, Any]]
 PROBLEM = "application/problem+json"
@@ -150,34 +148,9 @@ def test_if_none_match_reads_a_list_of_entity_tags(
 
 
 def _answer_of_the_app(headers: list[tuple[bytes, bytes]], http_version: str = "1.1") -> Any:
-    """Status, content type and body the app answers to a GET /health with these headers.
-
-    Straight to the app, as a server that passes any head through (httptools) would call it.
-    """
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": http_version,
-        "method": "GET",
-        "scheme": "http",
-        "path": "/health",
-        "raw_path": b"/health",
-        "root_path": "",
-        "query_string": b"",
-        "headers": headers,
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 80),
-        "app": app,
-    }
-    asyncio.run(app(scope, receive, send))
+    """Status, content type, headers and body of the app's answer to a GET /health: straight
+    from the app, as a server that passes any head through (httptools) would call it."""
+    sent = sent_by_the_app("GET", "/health", headers, http_version)
     start_headers = dict(sent[0]["headers"])
     body = b"".join(message.get("body", b"") for message in sent[1:])
     return sent[0]["status"], start_headers.get(b"content-type"), start_headers, body
