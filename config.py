@@ -50,8 +50,10 @@ class Settings(BaseSettings):
     db_pool_timeout: float = Field(default=5.0, gt=0)
     db_pool_recycle: int = Field(default=1800, ge=-1)
     db_connect_timeout: int = Field(default=5, ge=1)
-    # PostgreSQL only: every statement is cancelled after this many ms (0: no limit) -> 503.
-    db_statement_timeout_ms: int = Field(default=0, ge=0)
+    # PostgreSQL only, for every transaction (0: no limit): a statement running longer than
+    # this many ms, or waiting longer for a lock, is cancelled and the request gets a 503.
+    db_statement_timeout_ms: int = Field(default=5000, ge=0)
+    db_lock_timeout_ms: int = Field(default=2000, ge=0)
     db_echo: bool = False
 
     # Writes need `Authorization: Bearer <key>` or `X-API-Key: <key>` when this is non-empty.

@@ -10,7 +10,6 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
-from starlette.middleware.cors import CORSMiddleware
 
 from api.docs import install_offline_docs
 from api.logs import configure_logging
@@ -19,7 +18,9 @@ from api.metrics import router as metrics_router
 from api.middleware import (
     BodyLimitMiddleware,
     HeadMiddleware,
+    ProblemCORSMiddleware,
     RequestContextMiddleware,
+    RequestHeadMiddleware,
     TrailingSlashMiddleware,
 )
 from api.openapi import install_openapi
@@ -34,6 +35,11 @@ from dependencies.database import database_capacity, database_slots
 
 __version__ = "0.1.0"
 MAX_BODY_BYTES = 1024 * 1024
+# Request headers, in all. uvicorn's h11 protocol stops buffering an incomplete request head
+# past this (its own 400, connection closed); httptools, uvicorn's default when installed, has
+# no limit at all: `python main.py` runs h11 with it, and README's production command passes
+# the same two flags. A head that arrived whole in one read is checked by RequestHeadMiddleware.
+MAX_HEADER_BYTES = 64 * 1024
 
 settings = get_settings()
 configure_logging(settings)
@@ -123,7 +129,7 @@ app.add_middleware(HeadMiddleware)  # innermost: routing sees a HEAD request as 
 app.add_middleware(TrailingSlashMiddleware)
 if settings.cors_origins:
     app.add_middleware(
-        CORSMiddleware,
+        ProblemCORSMiddleware,
         allow_origins=settings.cors_origins,
         # API keys travel in headers, never cookies: no credentials, so no wildcard pitfalls.
         allow_credentials=False,
@@ -139,6 +145,7 @@ if settings.cors_origins:
         expose_headers=["ETag", "Location", "Link", "X-Total-Count", "X-Request-ID"],
     )
 app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
+app.add_middleware(RequestHeadMiddleware, max_bytes=MAX_HEADER_BYTES)
 app.add_middleware(RequestContextMiddleware)  # outermost: sees and tags every response
 install_problem_handlers(app)
 app.include_router(products.router)
@@ -166,4 +173,6 @@ if __name__ == "__main__":
         # configure_logging (above) has configured every logger already, uvicorn's included.
         log_config=None,
         access_log=False,
+        http="h11",
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
     )

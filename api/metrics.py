@@ -28,7 +28,7 @@ HTTP_LATENCY = Histogram(
 )
 DATABASE_ERRORS = Counter(
     "catalog_database_errors_total",
-    "Database errors by kind (unavailable, pool_timeout, data, integrity, other).",
+    "Database errors by kind (unavailable, pool_timeout, timeout, data, integrity, other).",
     ["kind"],
 )
 POOL_TIMEOUTS = Counter(

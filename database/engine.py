@@ -9,6 +9,7 @@ pool of its own whose connections autocommit (`build_read_engine`).
 import select
 from typing import Any
 
+from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
@@ -80,11 +81,42 @@ def _postgres_connect_args(settings: Settings) -> dict[str, Any]:
     }
     # UTC sessions: timestamptz values arrive as UTC datetimes, which the response writes as
     # RFC 3339 "...Z" without converting each one in Python (schemas.product.Timestamp).
-    options = ["-c timezone=UTC"]
-    if settings.db_statement_timeout_ms:
-        options.append(f"-c statement_timeout={settings.db_statement_timeout_ms}")
-    args["options"] = " ".join(options)
+    args["options"] = "-c timezone=UTC"
     return args
+
+
+def _bound_every_transaction(engine: Engine, settings: Settings) -> None:
+    """DB_STATEMENT_TIMEOUT_MS and DB_LOCK_TIMEOUT_MS in every transaction, without a round trip.
+
+    `SET LOCAL` lasts until its transaction ends, so the limits hold through a pooler in
+    transaction mode (PgBouncer), where each transaction may run on another server connection;
+    a session setting (`SET`, the `options` startup parameter) would not follow the client, and
+    would stay on a server connection that other clients get. The `SET LOCAL`s travel in the
+    same message as the transaction's first statement, which PostgreSQL runs as one transaction
+    with it: a write's first statement after psycopg2's `BEGIN`, and every statement of a read
+    in `AUTOCOMMIT` (each is a transaction of its own).
+    """
+    limits = {
+        "statement_timeout": settings.db_statement_timeout_ms,
+        "lock_timeout": settings.db_lock_timeout_ms,
+    }
+    prefix = "".join(f"SET LOCAL {name} = {ms}; " for name, ms in limits.items() if ms)
+    if not prefix:
+        return
+
+    @event.listens_for(engine, "before_cursor_execute", retval=True)
+    def _with_limits(
+        _connection: Any,
+        cursor: Any,
+        statement: str,
+        parameters: Any,
+        _context: Any,
+        _executemany: bool,
+    ) -> tuple[str, Any]:
+        # Idle: no transaction is open, so this statement starts one.
+        if cursor.connection.info.transaction_status == TRANSACTION_STATUS_IDLE:
+            statement = prefix + statement
+        return statement, parameters
 
 
 def build_engine(database_url: str, settings: Settings, *, for_reads: bool = False) -> Engine:
@@ -115,6 +147,7 @@ def build_engine(database_url: str, settings: Settings, *, for_reads: bool = Fal
         _configure_sqlite(engine)
     elif engine.dialect.driver == "psycopg2":
         _replace_hung_up_connections(engine)
+        _bound_every_transaction(engine, settings)
     return engine
 
 

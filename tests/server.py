@@ -17,6 +17,9 @@ from sqlalchemy import create_engine
 from config import PROJECT_DIR, normalize_database_url
 from tests.databases import upgrade
 
+# What README's production command adds to `uvicorn main:app` (main.MAX_HEADER_BYTES).
+PRODUCTION_FLAGS = ("--http", "h11", "--h11-max-incomplete-event-size", "65536")
+
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -49,7 +52,8 @@ def service_process(
 ) -> Iterator[Service]:
     """Start the service against `database_url` with extra settings; stop it after.
 
-    `command` is how: `uvicorn main:app` (the production command) or `python main.py`.
+    `command` is how: `uvicorn main:app` with the production command's flags, or
+    `python main.py`.
     """
     port = free_port()
     env = {
@@ -69,6 +73,7 @@ def service_process(
             "127.0.0.1",
             "--port",
             str(port),
+            *PRODUCTION_FLAGS,
         ],
         "python main.py": ["main.py"],  # HOST and PORT from the environment
     }[command]

@@ -110,7 +110,7 @@ def test_the_statuses_and_headers_of_the_product_operations() -> None:
     assert listing["200"]["content"]["application/json"]["schema"]["type"] == "array"
     assert {"X-Total-Count", "Link"} <= set(listing["200"]["headers"])
     read = paths["/products/{product_id}"]["get"]["responses"]
-    assert {"200", "304", "404", "422", "503"} == set(read)
+    assert {"200", "304", "400", "404", "422", "503"} == set(read)
     patch = paths["/products/{product_id}"]["patch"]
     assert {"409", "412"} <= set(patch["responses"])
     assert set(patch["requestBody"]["content"]) == {

@@ -10,7 +10,13 @@ from api import responses
 from api.openapi import ETAG_HEADER, LIST_HEADERS, LOCATION_HEADER, problem_responses
 from api.pagination import cursor_binding, decode_cursor, next_cursor, page_links
 from api.routing import EventLoopRoute
-from dependencies.conditional import IfMatch, IfNoneMatch, etag_for, none_match_hits
+from dependencies.conditional import (
+    IfMatch,
+    IfNoneMatch,
+    etag_for,
+    none_match_hits,
+    none_match_versions,
+)
 from dependencies.database import ReadSessionDep, SessionDep
 from dependencies.writes import JSON_WRITE, WRITE
 from models.product import INT4_MAX
@@ -22,10 +28,13 @@ from schemas.product import ProductBatch, ProductCreate, ProductRead, ProductUpd
 router = APIRouter(prefix="/products", tags=["products"], route_class=EventLoopRoute)
 
 CONFLICT = {409: "Conflict: the sku is taken, or the stock would go outside its range."}
+IF_MATCH_TAGS = {400: "`If-Match` names more than 100 entity tags."}
+IF_NONE_MATCH_TAGS = {400: "`If-None-Match` names more than 100 entity tags."}
+UPDATE_WHY = {**CONFLICT, 400: "The body is not valid JSON, or `If-Match` names over 100 tags."}
 UPDATE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "The product after the change.", "headers": ETAG_HEADER},
     **problem_responses(
-        400, 401, 404, 409, 412, 413, 415, 422, 503, resource="product", why=CONFLICT
+        400, 401, 404, 409, 412, 413, 415, 422, 503, resource="product", why=UPDATE_WHY
     ),
 }
 
@@ -106,15 +115,16 @@ def create_products(payload: Annotated[ProductBatch, Body()], db: SessionDep) ->
             "description": "Not Modified: `If-None-Match` names the current ETag.",
             "headers": ETAG_HEADER,
         },
-        **problem_responses(404, 422, 503, resource="product"),
+        **problem_responses(400, 404, 422, 503, resource="product", why=IF_NONE_MATCH_TAGS),
     },
 )
 def read_product(
     product_id: ProductId, db: ReadSessionDep, if_none_match: IfNoneMatch = None
 ) -> Response:
     """Read one product."""
+    not_modified_at = none_match_versions(if_none_match)
     product = crud.read_product(db, product_id)
-    if none_match_hits(if_none_match, product.version):
+    if none_match_hits(not_modified_at, product.version):
         return Response(status_code=304, headers={"ETag": etag_for(product.version)})
     return responses.one(ProductRead, product)
 
@@ -159,7 +169,7 @@ def patch_product(
     dependencies=WRITE,
     responses={
         204: {"description": "Deleted."},
-        **problem_responses(401, 404, 412, 422, 503, resource="product"),
+        **problem_responses(400, 401, 404, 412, 422, 503, resource="product", why=IF_MATCH_TAGS),
     },
 )
 def delete_product(product_id: ProductId, db: SessionDep, if_match: IfMatch) -> Response:
