@@ -76,6 +76,9 @@ def serve(app: str, cwd: Path, workers: int, database_url: str) -> Iterator[tupl
     env = {**os.environ, "DATABASE_URL": database_url, "PRODUCTS": str(PRODUCTS)}
     command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
     command += ["--workers", str(workers), "--no-access-log", "--log-level", "warning"]
+    # Every app runs under the server settings the service ships with (README, "Running in
+    # production"): the h11 protocol with its bound on a request's head.
+    command += ["--http", "h11", "--h11-max-incomplete-event-size", "65536"]
     process = subprocess.Popen(command, cwd=cwd, env=env, start_new_session=True)
     base_url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
