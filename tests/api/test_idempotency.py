@@ -15,6 +15,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 import api.idempotency
+import crud.idempotency
 import crud.products
 from config import get_settings
 from crud.idempotency import KEYS, KeyedRequest, purge_expired
@@ -212,6 +213,22 @@ def test_a_5xx_keeps_nothing_and_the_retry_writes(
     assert failed.status_code == 503
     assert retried.status_code == 201
     assert "idempotent-replayed" not in retried.headers
+
+
+def test_the_write_commits_only_with_its_kept_answer(
+    client: TestClient, db: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def connection_lost(*_: Any, **__: Any) -> None:
+        raise OperationalError("UPDATE", {}, Exception("server closed the connection"))
+
+    before = _count(db)
+    with monkeypatch.context() as patched:
+        patched.setattr(crud.idempotency, "keep", connection_lost)
+        failed = _post(client, "/products", TEE, "not-kept")
+
+    assert failed.status_code == 503
+    assert _count(db) == before
+    assert _count(db, KEYS) == 0
 
 
 def test_stock_on_a_missing_product_keeps_the_404(client: TestClient, db: Session) -> None:
