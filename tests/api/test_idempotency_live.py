@@ -195,12 +195,13 @@ def test_five_racing_stock_takes_under_one_key_take_one(service: str) -> None:
 
 def test_bulk_retries_racing_create_the_batch_once(service: str, database_url: str) -> None:
     tag = uuid.uuid4().hex[:8]
-    batch = [{"name": f"Batch {tag} {i}", "price": 1} for i in range(50)]
+    names = [f"Batch {tag} {i}" for i in range(50)]
+    batch = [{"name": name, "price": 1} for name in names]
 
     answers = _all_at_once(5, lambda _: _keyed(service, "/products/bulk", batch, f"bulk-{tag}"))
 
     assert {answer.status_code for answer in answers} <= {201, 409}
-    assert all(len(_products_named(database_url, item["name"])) == 1 for item in batch)
+    assert all(len(_products_named(database_url, name)) == 1 for name in names)
 
 
 def test_sigkill_while_keyed_creates_run_then_retries_create_each_product_once(
