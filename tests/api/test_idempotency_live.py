@@ -10,10 +10,8 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -21,22 +19,12 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from config import normalize_database_url
-from tests.databases import ON_POSTGRES, fresh_postgres_database
-from tests.server import migrate, running_service, service_process
-
-T = TypeVar("T")
+from tests.server import all_at_once, migrated_database, running_service, service_process
 
 
 @pytest.fixture(scope="module")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if ON_POSTGRES:
-        with fresh_postgres_database("catalog_idempotency") as url:
-            migrate(url)
-            yield url
-    else:
-        path: Path = tmp_path_factory.mktemp("idempotency") / "catalog.db"
-        url = f"sqlite:///{path}"
-        migrate(url)
+    with migrated_database("idempotency", tmp_path_factory.mktemp("idempotency")) as url:
         yield url
 
 
@@ -81,17 +69,6 @@ def _retry_until_answered(service: str, path: str, body: Any, key: str) -> httpx
             return response
         assert time.monotonic() < deadline, "still in flight after 20 s"
         time.sleep(0.05)
-
-
-def _all_at_once(count: int, call: Callable[[int], T]) -> list[T]:
-    barrier = threading.Barrier(count)
-
-    def run(index: int) -> T:
-        barrier.wait()
-        return call(index)
-
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        return list(pool.map(run, range(count)))
 
 
 def _send_unread(service: str, path: str, body: bytes, key: str) -> socket.socket:
@@ -159,7 +136,7 @@ def test_20_racing_retries_under_one_key_create_one_product(
     body = {"name": name, "price": 2.5}
     key = f"race-{uuid.uuid4()}"
 
-    answers = _all_at_once(20, lambda _: _keyed(service, "/products", body, key))
+    answers = all_at_once(20, lambda _: _keyed(service, "/products", body, key))
 
     created = [answer for answer in answers if answer.status_code == 201]
     in_flight = [answer for answer in answers if answer.status_code == 409]
@@ -182,7 +159,7 @@ def test_five_racing_stock_takes_under_one_key_take_one(service: str) -> None:
     path = f"/products/{product.json()['id']}/stock"
     key = f"take-{uuid.uuid4()}"
 
-    answers = _all_at_once(5, lambda _: _keyed(service, path, {"delta": -1}, key))
+    answers = all_at_once(5, lambda _: _keyed(service, path, {"delta": -1}, key))
     answers += [_keyed(service, path, {"delta": -1}, key) for _ in range(5)]
 
     assert {answer.status_code for answer in answers} <= {200, 409}
@@ -198,7 +175,7 @@ def test_bulk_retries_racing_create_the_batch_once(service: str, database_url: s
     names = [f"Batch {tag} {i}" for i in range(50)]
     batch = [{"name": name, "price": 1} for name in names]
 
-    answers = _all_at_once(5, lambda _: _keyed(service, "/products/bulk", batch, f"bulk-{tag}"))
+    answers = all_at_once(5, lambda _: _keyed(service, "/products/bulk", batch, f"bulk-{tag}"))
 
     assert {answer.status_code for answer in answers} <= {201, 409}
     assert all(len(_products_named(database_url, name)) == 1 for name in names)
