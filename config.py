@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, repr=False)
     # Origins allowed to call the API from a browser (comma-separated); empty: no CORS.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Seconds an `Idempotency-Key` and the answer kept with it last, at least (default 24 h).
+    idempotency_ttl_s: int = Field(default=86400, ge=1)
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)

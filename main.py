@@ -137,12 +137,20 @@ if settings.cors_origins:
         allow_headers=[
             "Authorization",
             "Content-Type",
+            "Idempotency-Key",
             "If-Match",
             "If-None-Match",
             "X-API-Key",
             "X-Request-ID",
         ],
-        expose_headers=["ETag", "Location", "Link", "X-Total-Count", "X-Request-ID"],
+        expose_headers=[
+            "ETag",
+            "Location",
+            "Link",
+            "X-Total-Count",
+            "X-Request-ID",
+            "Idempotent-Replayed",
+        ],
     )
 app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
 app.add_middleware(RequestHeadMiddleware, max_bytes=MAX_HEADER_BYTES)

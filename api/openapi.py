@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from api.idempotency import KEPT_REFUSALS, KEY_HEADER, KEY_PATTERN, REPLAYED_HEADER
 from api.problems import PROBLEM_MEDIA_TYPE
 from config import get_settings
 from schemas.problem import Problem
@@ -54,6 +55,39 @@ _ERROR_HEADERS: dict[int, dict[str, Any]] = {
     401: {"WWW-Authenticate": _header("`Bearer`: how to authenticate.")},
     503: {"Retry-After": _header("Seconds to wait before retrying.")},
 }
+
+
+# Operations that take an `Idempotency-Key` (`api.idempotency`): what else they answer.
+_KEY_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 255, "pattern": KEY_PATTERN}
+_REPLAYED_HEADER = {
+    REPLAYED_HEADER: _header(
+        f"`true` when this is the answer kept for the request's `{KEY_HEADER}`, sent again.",
+        enum=["true"],
+    )
+}
+_KEYED_WHY = {
+    400: f"Or `{KEY_HEADER}` is not 1 to 255 visible ASCII characters, or is sent twice.",
+    409: f"Or a request with this `{KEY_HEADER}` is still being carried out: retry after "
+    "`Retry-After` seconds.",
+    422: f"Or this `{KEY_HEADER}` was used for a different request (method, path or body).",
+}
+
+
+def _document_idempotency(operation: dict[str, Any]) -> None:
+    """The key's format, the statuses it adds, and the header a replayed answer carries."""
+    parameters = operation.get("parameters", [])
+    key = next((p for p in parameters if p["in"] == "header" and p["name"] == KEY_HEADER), None)
+    if key is None:
+        return
+    key["schema"] = dict(_KEY_SCHEMA)
+    for status, response in operation["responses"].items():
+        code = int(status)
+        if code < 300 or code in KEPT_REFUSALS:
+            response["headers"].update(_REPLAYED_HEADER)
+        if code in _KEYED_WHY:
+            response["description"] += f" {_KEYED_WHY[code]}"
+        if code == 409:
+            response["headers"]["Retry-After"] = _ERROR_HEADERS[503]["Retry-After"]
 
 
 def _links_to_the_product(id_expression: str) -> dict[str, Any]:
@@ -154,6 +188,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                 response.setdefault("headers", {}).update(REQUEST_ID_HEADER)
                 if links := _LINKS.get((operation["operationId"], status)):
                     response["links"] = links
+            _document_idempotency(operation)
             body = operation.get("requestBody", {}).get("content", {})
             if method == "patch" and "application/json" in body:
                 body["application/merge-patch+json"] = body["application/json"]

@@ -100,8 +100,8 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _catalog_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, CatalogError)
+def catalog_problem(request: Request, exc: CatalogError) -> JSONResponse:
+    """A domain error's answer."""
     return problem(
         request,
         exc.status,
@@ -111,6 +111,11 @@ async def _catalog_error(request: Request, exc: Exception) -> JSONResponse:
         headers=exc.headers or None,
         **exc.extra,
     )
+
+
+async def _catalog_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, CatalogError)
+    return catalog_problem(request, exc)
 
 
 def _database_unavailable(

@@ -7,6 +7,7 @@ from pydantic import TypeAdapter
 
 import crud.products as crud
 from api import responses
+from api.idempotency import idempotent
 from api.openapi import ETAG_HEADER, LIST_HEADERS, LOCATION_HEADER, problem_responses
 from api.pagination import cursor_binding, decode_cursor, next_cursor, page_links
 from api.routing import EventLoopRoute
@@ -83,6 +84,7 @@ def list_products(
         **problem_responses(400, 401, 409, 413, 415, 422, 503, why=CONFLICT),
     },
 )
+@idempotent
 def create_product(request: Request, payload: ProductCreate, db: SessionDep) -> Response:
     """Create a product."""
     product = crud.create_product(db, values=payload.model_dump())
@@ -100,6 +102,7 @@ def create_product(request: Request, payload: ProductCreate, db: SessionDep) -> 
         **problem_responses(400, 401, 409, 413, 415, 422, 503, why=CONFLICT),
     },
 )
+@idempotent
 def create_products(payload: Annotated[ProductBatch, Body()], db: SessionDep) -> Response:
     """Create 1 to 1000 products at once: all of them, or none."""
     products = crud.create_products(db, rows=[item.model_dump() for item in payload])
@@ -184,6 +187,7 @@ def delete_product(product_id: ProductId, db: SessionDep, if_match: IfMatch) -> 
     dependencies=JSON_WRITE,
     responses=UPDATE_RESPONSES,
 )
+@idempotent
 def change_stock(
     product_id: ProductId, payload: StockChange, db: SessionDep, if_match: IfMatch
 ) -> Response:
