@@ -161,7 +161,9 @@ app.include_router(service.router)
 app.include_router(metrics_router)
 install_offline_docs(app)
 install_openapi(app)
-register_pool_metrics(engine)
+register_pool_metrics(engine, pool="write")
+if read_engine is not engine:
+    register_pool_metrics(read_engine, pool="read")
 
 # Everything loaded so far lives as long as the process: move it out of the garbage
 # collector's sight, once per process (each uvicorn worker imports this module), so that a

@@ -280,9 +280,10 @@ def _hang_up_after_sending(service: Service, request: bytes) -> None:
 
 def _checked_out(client: httpx.Client) -> float:
     metrics = client.get("/metrics").text
-    match = re.search(r"^catalog_database_pool_checked_out (\S+)$", metrics, re.MULTILINE)
-    assert match, "no pool gauge"
-    return float(match.group(1))
+    # Both pools: the write pool's and the read pool's connections.
+    found = re.findall(r'^catalog_database_pool_checked_out\{pool="\w+"\} (\S+)$', metrics, re.M)
+    assert found, "no pool gauge"
+    return sum(float(value) for value in found)
 
 
 @pytest.mark.postgres_only
