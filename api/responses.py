@@ -3,6 +3,8 @@
 Routes declare `response_model` for the OpenAPI document and return these: each record is
 validated into the schema (so a record that does not fit it fails here, as FastAPI's own
 check would) and serialised once, straight to bytes, with the headers the contract names.
+A field the record does not have and the schema leaves optional is not written at all (a
+product's `category` without `expand=category`).
 """
 
 from collections.abc import Mapping, Sequence
@@ -11,7 +13,7 @@ from typing import Any, Protocol
 from fastapi import Response
 from pydantic import BaseModel, TypeAdapter
 
-from dependencies.conditional import etag_for
+from dependencies.conditional import etag_for, none_match_hits
 
 
 class Versioned(Protocol):
@@ -27,7 +29,7 @@ def one(
     headers: Mapping[str, str] | None = None,
 ) -> Response:
     """One resource, with its `ETag`."""
-    body = schema.model_validate(record, from_attributes=True).model_dump_json()
+    body = schema.model_validate(record, from_attributes=True).model_dump_json(exclude_unset=True)
     return Response(
         body,
         status_code=status_code,
@@ -44,5 +46,14 @@ def many(
     headers: Mapping[str, str] | None = None,
 ) -> Response:
     """A JSON array of resources; `adapter` is `TypeAdapter(list[<schema>])`, made once."""
-    body = adapter.dump_json(adapter.validate_python(records, from_attributes=True))
+    body = adapter.dump_json(
+        adapter.validate_python(records, from_attributes=True), exclude_unset=True
+    )
     return Response(body, status_code=status_code, media_type="application/json", headers=headers)
+
+
+def current(schema: type[BaseModel], record: Versioned, if_none_match: str | None) -> Response:
+    """A read: 304 with the `ETag` while `If-None-Match` names the current version, else it."""
+    if none_match_hits(if_none_match, record.version):
+        return Response(status_code=304, headers={"ETag": etag_for(record.version)})
+    return one(schema, record)

@@ -7,14 +7,21 @@ from pydantic import TypeAdapter
 
 import crud.products as crud
 from api import responses
-from api.openapi import ETAG_HEADER, LIST_HEADERS, LOCATION_HEADER, problem_responses
-from api.pagination import cursor_binding, decode_cursor, next_cursor, page_links
+from api.openapi import (
+    create_responses,
+    delete_responses,
+    list_responses,
+    problem_responses,
+    read_responses,
+    update_responses,
+)
+from api.pagination import page_response
 from api.routing import EventLoopRoute
-from dependencies.conditional import IfMatch, IfNoneMatch, etag_for, none_match_hits
+from dependencies.conditional import IfMatch, IfNoneMatch
 from dependencies.database import ReadSessionDep, SessionDep
 from dependencies.writes import JSON_WRITE, WRITE
 from models.product import INT4_MAX
-from schemas.listing import ProductQuery
+from schemas.listing import Expand, ProductQuery
 from schemas.product import ProductBatch, ProductCreate, ProductRead, ProductUpdate, StockChange
 
 # Opt-in: these routes block on nothing but their session, so they may run on the event loop
@@ -22,46 +29,34 @@ from schemas.product import ProductBatch, ProductCreate, ProductRead, ProductUpd
 router = APIRouter(prefix="/products", tags=["products"], route_class=EventLoopRoute)
 
 CONFLICT = {409: "Conflict: the sku is taken, or the stock would go outside its range."}
-UPDATE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"description": "The product after the change.", "headers": ETAG_HEADER},
-    **problem_responses(
-        400, 401, 404, 409, 412, 413, 415, 422, 503, resource="product", why=CONFLICT
-    ),
-}
+UPDATE_RESPONSES = update_responses("product", CONFLICT)
 
 ProductId = Annotated[int, Path(ge=1, le=INT4_MAX, description="The product's id.")]
+ExpandParameter = Annotated[
+    Expand | None,
+    Query(description="`category`: embed each product's category as `{id, name}` (or null)."),
+]
 _product_list = TypeAdapter(list[ProductRead])
 
 
-@router.get(
-    "",
-    response_model=list[ProductRead],
-    responses={
-        200: {"description": "One page of products.", "headers": LIST_HEADERS},
-        **problem_responses(422, 503),
-    },
-)
+@router.get("", response_model=list[ProductRead], responses=list_responses("products"))
 def list_products(
-    request: Request, db: ReadSessionDep, query: Annotated[ProductQuery, Query()]
+    request: Request,
+    db: ReadSessionDep,
+    query: Annotated[ProductQuery, Query()],
+    expand: ExpandParameter = None,
 ) -> Response:
     """List products: filter, sort, and page by offset or by cursor."""
-    keys = crud.sort_keys(query.sort_order)
-    binding = cursor_binding(request, query)
-    after = decode_cursor(query.cursor, binding, keys) if query.cursor else None
-    # One row more than the page tells whether there is a next page.
-    rows, total = crud.list_products(
-        db,
-        filters=crud.ProductFilters(**query.filters()),
-        sort=keys,
-        after=after,
-        skip=query.skip,
-        limit=query.limit + 1,
+    filters = crud.ProductFilters(**query.filters())
+    return page_response(
+        request,
+        query,
+        sort_keys=crud.sort_keys,
+        fetch=lambda paging: crud.list_products(
+            db, filters=filters, paging=paging, with_category=expand == "category"
+        ),
+        adapter=_product_list,
     )
-    headers = {"X-Total-Count": str(total)}
-    following = next_cursor(rows, query.limit, keys, binding)
-    if link := page_links(request, query, next_cursor=following):
-        headers["Link"] = link
-    return responses.many(_product_list, rows[: query.limit], headers=headers)
 
 
 @router.post(
@@ -69,10 +64,7 @@ def list_products(
     status_code=201,
     response_model=ProductRead,
     dependencies=JSON_WRITE,
-    responses={
-        201: {"description": "Created.", "headers": {**LOCATION_HEADER, **ETAG_HEADER}},
-        **problem_responses(400, 401, 409, 413, 415, 422, 503, why=CONFLICT),
-    },
+    responses=create_responses(CONFLICT),
 )
 def create_product(request: Request, payload: ProductCreate, db: SessionDep) -> Response:
     """Create a product."""
@@ -97,26 +89,16 @@ def create_products(payload: Annotated[ProductBatch, Body()], db: SessionDep) ->
     return responses.many(_product_list, products, status_code=201)
 
 
-@router.get(
-    "/{product_id:int}",
-    response_model=ProductRead,
-    responses={
-        200: {"description": "The product.", "headers": ETAG_HEADER},
-        304: {
-            "description": "Not Modified: `If-None-Match` names the current ETag.",
-            "headers": ETAG_HEADER,
-        },
-        **problem_responses(404, 422, 503, resource="product"),
-    },
-)
+@router.get("/{product_id:int}", response_model=ProductRead, responses=read_responses("product"))
 def read_product(
-    product_id: ProductId, db: ReadSessionDep, if_none_match: IfNoneMatch = None
+    product_id: ProductId,
+    db: ReadSessionDep,
+    if_none_match: IfNoneMatch = None,
+    expand: ExpandParameter = None,
 ) -> Response:
     """Read one product."""
-    product = crud.read_product(db, product_id)
-    if none_match_hits(if_none_match, product.version):
-        return Response(status_code=304, headers={"ETag": etag_for(product.version)})
-    return responses.one(ProductRead, product)
+    product = crud.read_product(db, product_id, with_category=expand == "category")
+    return responses.current(ProductRead, product, if_none_match)
 
 
 def _update(
@@ -157,10 +139,7 @@ def patch_product(
     "/{product_id:int}",
     status_code=204,
     dependencies=WRITE,
-    responses={
-        204: {"description": "Deleted."},
-        **problem_responses(401, 404, 412, 422, 503, resource="product"),
-    },
+    responses=delete_responses("product"),
 )
 def delete_product(product_id: ProductId, db: SessionDep, if_match: IfMatch) -> Response:
     """Delete a product."""

@@ -118,11 +118,11 @@ def test_a_read_session_leaves_no_transaction_open_on_postgres(service_engine: E
         created = crud.create_product(session, values={"name": "Read me", "price": 1})
 
     with SessionLocal(bind=reading(service_engine)) as session:
-        session.execute(crud._ROW_BY_ID, {shared.ROW_ID: created.id}).one()
+        session.execute(crud.RESOURCE.read, {shared.ROW_ID: created.id}).one()
         # No BEGIN was sent: the SELECT was its own transaction, a single round trip.
         after_read = _transaction_status(session)
     with SessionLocal(bind=service_engine) as session:
-        session.execute(crud._ROW_BY_ID, {shared.ROW_ID: created.id}).one()
+        session.execute(crud.RESOURCE.read, {shared.ROW_ID: created.id}).one()
         # The same pool's connection, for a write session: transactional again.
         after_write_session_read = _transaction_status(session)
 

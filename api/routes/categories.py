@@ -1,0 +1,124 @@
+"""`/categories`: HTTP in, crud call, HTTP out. No SQL here.
+
+The conventions are the products' (api/routes/products.py): the same responses, ETags,
+preconditions, paging and errors, from the same helpers.
+"""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request, Response
+from pydantic import TypeAdapter
+
+import crud.categories as crud
+from api import responses
+from api.openapi import (
+    create_responses,
+    delete_responses,
+    list_responses,
+    read_responses,
+    update_responses,
+)
+from api.pagination import page_response
+from api.routing import EventLoopRoute
+from dependencies.conditional import IfMatch, IfNoneMatch
+from dependencies.database import ReadSessionDep, SessionDep
+from dependencies.writes import JSON_WRITE, WRITE
+from models.product import INT4_MAX
+from schemas.category import CategoryCreate, CategoryRead, CategoryUpdate
+from schemas.listing import CategoryQuery
+
+# Opt-in, as for products: these routes block on nothing but their session.
+router = APIRouter(prefix="/categories", tags=["categories"], route_class=EventLoopRoute)
+
+DUPLICATE_NAME = {409: "Conflict: a category of this name (ignoring case) exists."}
+CategoryId = Annotated[int, Path(ge=1, le=INT4_MAX, description="The category's id.")]
+_category_list = TypeAdapter(list[CategoryRead])
+
+
+@router.get("", response_model=list[CategoryRead], responses=list_responses("categories"))
+def list_categories(
+    request: Request, db: ReadSessionDep, query: Annotated[CategoryQuery, Query()]
+) -> Response:
+    """List categories: search by name, sort, and page by offset or by cursor."""
+    filters = crud.CategoryFilters(**query.filters())
+    return page_response(
+        request,
+        query,
+        sort_keys=crud.sort_keys,
+        fetch=lambda paging: crud.list_categories(db, filters=filters, paging=paging),
+        adapter=_category_list,
+    )
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=CategoryRead,
+    dependencies=JSON_WRITE,
+    responses=create_responses(DUPLICATE_NAME),
+)
+def create_category(request: Request, payload: CategoryCreate, db: SessionDep) -> Response:
+    """Create a category."""
+    category = crud.create_category(db, values=payload.model_dump())
+    location = request.app.url_path_for("read_category", category_id=category.id)
+    return responses.one(CategoryRead, category, status_code=201, headers={"Location": location})
+
+
+@router.get("/{category_id:int}", response_model=CategoryRead, responses=read_responses("category"))
+def read_category(
+    category_id: CategoryId, db: ReadSessionDep, if_none_match: IfNoneMatch = None
+) -> Response:
+    """Read one category."""
+    return responses.current(CategoryRead, crud.read_category(db, category_id), if_none_match)
+
+
+def _update(
+    db: SessionDep, category_id: int, payload: CategoryUpdate, if_match: frozenset[int] | None
+) -> Response:
+    changes = payload.model_dump(exclude_unset=True)
+    category = crud.update_category(db, category_id, changes=changes, expected_versions=if_match)
+    return responses.one(CategoryRead, category)
+
+
+UPDATE_RESPONSES = update_responses("category", DUPLICATE_NAME)
+
+
+@router.put(
+    "/{category_id:int}",
+    response_model=CategoryRead,
+    dependencies=JSON_WRITE,
+    responses=UPDATE_RESPONSES,
+)
+def replace_category(
+    category_id: CategoryId, payload: CategoryUpdate, db: SessionDep, if_match: IfMatch
+) -> Response:
+    """Update a category: only the fields sent change."""
+    return _update(db, category_id, payload, if_match)
+
+
+@router.patch(
+    "/{category_id:int}",
+    response_model=CategoryRead,
+    dependencies=JSON_WRITE,
+    responses=UPDATE_RESPONSES,
+)
+def patch_category(
+    category_id: CategoryId, payload: CategoryUpdate, db: SessionDep, if_match: IfMatch
+) -> Response:
+    """Update a category with a JSON merge patch."""
+    return _update(db, category_id, payload, if_match)
+
+
+IN_USE = {409: "Conflict: products still name this category (the problem says how many)."}
+
+
+@router.delete(
+    "/{category_id:int}",
+    status_code=204,
+    dependencies=WRITE,
+    responses=delete_responses("category", 409, why=IN_USE),
+)
+def delete_category(category_id: CategoryId, db: SessionDep, if_match: IfMatch) -> Response:
+    """Delete a category that no product names."""
+    crud.delete_category(db, category_id, expected_versions=if_match)
+    return Response(status_code=204)
