@@ -10,16 +10,9 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import TypeAdapter
 
 import crud.categories as crud
-from api import responses
-from api.openapi import (
-    create_responses,
-    delete_responses,
-    list_responses,
-    read_responses,
-    update_responses,
-)
+from api import openapi, responses
 from api.pagination import page_response
-from api.routing import EventLoopRoute
+from api.routing import EventLoopRoute, update_routes
 from dependencies.conditional import IfMatch, IfNoneMatch
 from dependencies.database import ReadSessionDep, SessionDep
 from dependencies.writes import JSON_WRITE, WRITE
@@ -35,7 +28,7 @@ CategoryId = Annotated[int, Path(ge=1, le=INT4_MAX, description="The category's 
 _category_list = TypeAdapter(list[CategoryRead])
 
 
-@router.get("", response_model=list[CategoryRead], responses=list_responses("categories"))
+@router.get("", response_model=list[CategoryRead], responses=openapi.list_responses("categories"))
 def list_categories(
     request: Request, db: ReadSessionDep, query: Annotated[CategoryQuery, Query()]
 ) -> Response:
@@ -55,7 +48,7 @@ def list_categories(
     status_code=201,
     response_model=CategoryRead,
     dependencies=JSON_WRITE,
-    responses=create_responses(DUPLICATE_NAME),
+    responses=openapi.create_responses(DUPLICATE_NAME),
 )
 def create_category(request: Request, payload: CategoryCreate, db: SessionDep) -> Response:
     """Create a category."""
@@ -64,7 +57,9 @@ def create_category(request: Request, payload: CategoryCreate, db: SessionDep) -
     return responses.one(CategoryRead, category, status_code=201, headers={"Location": location})
 
 
-@router.get("/{category_id:int}", response_model=CategoryRead, responses=read_responses("category"))
+@router.get(
+    "/{category_id:int}", response_model=CategoryRead, responses=openapi.read_responses("category")
+)
 def read_category(
     category_id: CategoryId, db: ReadSessionDep, if_none_match: IfNoneMatch = None
 ) -> Response:
@@ -72,41 +67,20 @@ def read_category(
     return responses.current(CategoryRead, crud.read_category(db, category_id), if_none_match)
 
 
-def _update(
-    db: SessionDep, category_id: int, payload: CategoryUpdate, if_match: frozenset[int] | None
+@update_routes(
+    router,
+    "/{category_id:int}",
+    "category",
+    response_model=CategoryRead,
+    dependencies=JSON_WRITE,
+    responses=openapi.update_responses("category", DUPLICATE_NAME),
+)
+def update_category(
+    category_id: CategoryId, payload: CategoryUpdate, db: SessionDep, if_match: IfMatch
 ) -> Response:
     changes = payload.model_dump(exclude_unset=True)
     category = crud.update_category(db, category_id, changes=changes, expected_versions=if_match)
     return responses.one(CategoryRead, category)
-
-
-UPDATE_RESPONSES = update_responses("category", DUPLICATE_NAME)
-
-
-@router.put(
-    "/{category_id:int}",
-    response_model=CategoryRead,
-    dependencies=JSON_WRITE,
-    responses=UPDATE_RESPONSES,
-)
-def replace_category(
-    category_id: CategoryId, payload: CategoryUpdate, db: SessionDep, if_match: IfMatch
-) -> Response:
-    """Update a category: only the fields sent change."""
-    return _update(db, category_id, payload, if_match)
-
-
-@router.patch(
-    "/{category_id:int}",
-    response_model=CategoryRead,
-    dependencies=JSON_WRITE,
-    responses=UPDATE_RESPONSES,
-)
-def patch_category(
-    category_id: CategoryId, payload: CategoryUpdate, db: SessionDep, if_match: IfMatch
-) -> Response:
-    """Update a category with a JSON merge patch."""
-    return _update(db, category_id, payload, if_match)
 
 
 IN_USE = {409: "Conflict: products still name this category (the problem says how many)."}
@@ -116,7 +90,7 @@ IN_USE = {409: "Conflict: products still name this category (the problem says ho
     "/{category_id:int}",
     status_code=204,
     dependencies=WRITE,
-    responses=delete_responses("category", 409, why=IN_USE),
+    responses=openapi.delete_responses("category", 409, why=IN_USE),
 )
 def delete_category(category_id: CategoryId, db: SessionDep, if_match: IfMatch) -> Response:
     """Delete a category that no product names."""

@@ -16,7 +16,7 @@ from api.openapi import (
     update_responses,
 )
 from api.pagination import page_response
-from api.routing import EventLoopRoute
+from api.routing import EventLoopRoute, update_routes
 from dependencies.conditional import IfMatch, IfNoneMatch
 from dependencies.database import ReadSessionDep, SessionDep
 from dependencies.writes import JSON_WRITE, WRITE
@@ -101,38 +101,20 @@ def read_product(
     return responses.current(ProductRead, product, if_none_match)
 
 
-def _update(
-    db: SessionDep, product_id: int, payload: ProductUpdate, if_match: frozenset[int] | None
+@update_routes(
+    router,
+    "/{product_id:int}",
+    "product",
+    response_model=ProductRead,
+    dependencies=JSON_WRITE,
+    responses=UPDATE_RESPONSES,
+)
+def update_product(
+    product_id: ProductId, payload: ProductUpdate, db: SessionDep, if_match: IfMatch
 ) -> Response:
     changes: dict[str, Any] = payload.model_dump(exclude_unset=True)
     product = crud.update_product(db, product_id, changes=changes, expected_versions=if_match)
     return responses.one(ProductRead, product)
-
-
-@router.put(
-    "/{product_id:int}",
-    response_model=ProductRead,
-    dependencies=JSON_WRITE,
-    responses=UPDATE_RESPONSES,
-)
-def replace_product(
-    product_id: ProductId, payload: ProductUpdate, db: SessionDep, if_match: IfMatch
-) -> Response:
-    """Update a product: only the fields sent change."""
-    return _update(db, product_id, payload, if_match)
-
-
-@router.patch(
-    "/{product_id:int}",
-    response_model=ProductRead,
-    dependencies=JSON_WRITE,
-    responses=UPDATE_RESPONSES,
-)
-def patch_product(
-    product_id: ProductId, payload: ProductUpdate, db: SessionDep, if_match: IfMatch
-) -> Response:
-    """Update a product with a JSON merge patch."""
-    return _update(db, product_id, payload, if_match)
 
 
 @router.delete(
