@@ -278,7 +278,7 @@ def test_expand_runs_as_many_statements_for_100_products_as_for_1(
 ) -> None:
     categories = [make_category() for _ in range(5)]
     make_product(category_id=categories[0]["id"])
-    params = {"expand": "category", "limit": 1000, "skip": skip}
+    params: dict[str, str | int] = {"expand": "category", "limit": 1000, "skip": skip}
 
     with _statements(connection) as for_one:
         assert len(client.get("/products", params=params).json()) == 1 - skip
