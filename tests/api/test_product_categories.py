@@ -13,18 +13,9 @@ from sqlalchemy import Connection, event
 MakeCategory = Callable[..., dict[str, Any]]
 MakeProduct = Callable[..., dict[str, Any]]
 PROBLEM = "application/problem+json"
-PRODUCT_FIELDS = {
-    "id",
-    "sku",
-    "name",
-    "description",
-    "price",
-    "quantity",
-    "created_at",
-    "updated_at",
-    "version",
-    "category_id",
-}
+# What a product carried before categories, plus its `category_id`.
+BEFORE_CATEGORIES = {"id", "sku", "name", "description", "price", "quantity", "version"}
+PRODUCT_FIELDS = BEFORE_CATEGORIES | {"created_at", "updated_at"} | {"category_id"}
 LINK = re.compile(r'<([^>]+)>; rel="(\w+)"')
 
 
