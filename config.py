@@ -50,14 +50,18 @@ class Settings(BaseSettings):
     db_pool_timeout: float = Field(default=5.0, gt=0)
     db_pool_recycle: int = Field(default=1800, ge=-1)
     db_connect_timeout: int = Field(default=5, ge=1)
-    # PostgreSQL only: every statement is cancelled after this many ms (0: no limit) -> 503.
-    db_statement_timeout_ms: int = Field(default=0, ge=0)
+    # PostgreSQL only, for every transaction (0: no limit): a statement running longer than
+    # this many ms, or waiting longer for a lock, is cancelled and the request gets a 503.
+    db_statement_timeout_ms: int = Field(default=5000, ge=0)
+    db_lock_timeout_ms: int = Field(default=2000, ge=0)
     db_echo: bool = False
 
     # Writes need `Authorization: Bearer <key>` or `X-API-Key: <key>` when this is non-empty.
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, repr=False)
     # Origins allowed to call the API from a browser (comma-separated); empty: no CORS.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Seconds an `Idempotency-Key` and the answer kept with it last, at least (default 24 h).
+    idempotency_ttl_s: int = Field(default=86400, ge=1)
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)

@@ -1,6 +1,5 @@
 """Assembles the app: settings, logging, routers, middleware and error handlers."""
 
-import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -11,7 +10,6 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
-from starlette.middleware.cors import CORSMiddleware
 
 from api.docs import install_offline_docs
 from api.logs import configure_logging
@@ -20,7 +18,9 @@ from api.metrics import router as metrics_router
 from api.middleware import (
     BodyLimitMiddleware,
     HeadMiddleware,
+    ProblemCORSMiddleware,
     RequestContextMiddleware,
+    RequestHeadMiddleware,
     TrailingSlashMiddleware,
 )
 from api.openapi import install_openapi
@@ -31,10 +31,15 @@ from crud.health import required_revision, schema_revision
 from database.engine import engine, read_engine
 from database.event_loop import cooperation
 from database.session import SessionLocal
-from dependencies.database import database_capacity
+from dependencies.database import database_capacity, database_slots
 
 __version__ = "0.1.0"
 MAX_BODY_BYTES = 1024 * 1024
+# Request headers, in all. uvicorn's h11 protocol stops buffering an incomplete request head
+# past this (its own 400, connection closed); httptools, uvicorn's default when installed, has
+# no limit at all: `python main.py` runs h11 with it, and README's production command passes
+# the same two flags. A head that arrived whole in one read is checked by RequestHeadMiddleware.
+MAX_HEADER_BYTES = 64 * 1024
 
 settings = get_settings()
 configure_logging(settings)
@@ -73,17 +78,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # The pool's slots belong to this serving run: an asyncio.Semaphore is bound to the first
     # event loop that waits on it, and a later run (a second TestClient, an embedding) has its
     # own loop.
-    app.state.database_slots = asyncio.Semaphore(database_capacity())
+    app.state.database_slots = database_slots()
     if not settings.api_keys:
         logger.warning("API_KEYS is not set: writes (POST, PUT, PATCH, DELETE) are open to anyone")
     # Opt-in: while the app serves, the routes of `EventLoopRoute` routers wait for
     # PostgreSQL in the event loop (database/event_loop.py).
-    with cooperation(engine):
+    with cooperation(engine, read_engine):
         await run_in_threadpool(report_database)
         yield
     # After uvicorn has drained in-flight requests (SIGTERM): every acknowledged write is
     # committed already, so closing the pool loses nothing.
     engine.dispose()
+    read_engine.dispose()
 
 
 DESCRIPTION = """
@@ -126,7 +132,7 @@ app.add_middleware(HeadMiddleware)  # innermost: routing sees a HEAD request as 
 app.add_middleware(TrailingSlashMiddleware)
 if settings.cors_origins:
     app.add_middleware(
-        CORSMiddleware,
+        ProblemCORSMiddleware,
         allow_origins=settings.cors_origins,
         # API keys travel in headers, never cookies: no credentials, so no wildcard pitfalls.
         allow_credentials=False,
@@ -134,23 +140,34 @@ if settings.cors_origins:
         allow_headers=[
             "Authorization",
             "Content-Type",
+            "Idempotency-Key",
             "If-Match",
             "If-None-Match",
             "X-API-Key",
             "X-Request-ID",
         ],
-        expose_headers=["ETag", "Location", "Link", "X-Total-Count", "X-Request-ID"],
+        expose_headers=[
+            "ETag",
+            "Location",
+            "Link",
+            "X-Total-Count",
+            "X-Request-ID",
+            "Idempotent-Replayed",
+        ],
     )
 app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
+app.add_middleware(RequestHeadMiddleware, max_bytes=MAX_HEADER_BYTES)
 app.add_middleware(RequestContextMiddleware)  # outermost: sees and tags every response
 install_problem_handlers(app)
-app.include_router(service.router)
 app.include_router(products.router)
 app.include_router(categories.router)
+app.include_router(service.router)
 app.include_router(metrics_router)
 install_offline_docs(app)
 install_openapi(app)
-register_pool_metrics(engine)
+register_pool_metrics(engine, pool="write")
+if read_engine is not engine:
+    register_pool_metrics(read_engine, pool="read")
 
 # Everything loaded so far lives as long as the process: move it out of the garbage
 # collector's sight, once per process (each uvicorn worker imports this module), so that a
@@ -170,4 +187,6 @@ if __name__ == "__main__":
         # configure_logging (above) has configured every logger already, uvicorn's included.
         log_config=None,
         access_log=False,
+        http="h11",
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
     )

@@ -52,7 +52,10 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    settings = get_settings()
+    # A migration's statement may run long (an index on a big table): DB_STATEMENT_TIMEOUT_MS
+    # is for requests. DB_LOCK_TIMEOUT_MS stays: a migration waiting for a table's lock would
+    # queue every request on that table behind it; it fails instead, and can be run again.
+    settings = get_settings().model_copy(update={"db_statement_timeout_ms": 0})
     engine = build_engine(settings.database_url, settings)
     try:
         connection = engine.connect()

@@ -28,7 +28,7 @@ HTTP_LATENCY = Histogram(
 )
 DATABASE_ERRORS = Counter(
     "catalog_database_errors_total",
-    "Database errors by kind (unavailable, pool_timeout, data, integrity, other).",
+    "Database errors by kind (unavailable, pool_timeout, timeout, data, integrity, other).",
     ["kind"],
 )
 POOL_TIMEOUTS = Counter(
@@ -52,48 +52,61 @@ def observe_request(method: str, route: str, status: int, seconds: float) -> Non
     latency.observe(seconds)
 
 
-class _QueuePoolCollector(Collector):
-    """Reads the pool's gauges when Prometheus scrapes, so the hot path pays nothing."""
+class _QueuePoolsCollector(Collector):
+    """Reads the pools' gauges when Prometheus scrapes, so the hot path pays nothing."""
 
-    def __init__(self, engine: Engine) -> None:
-        # The engine, not its pool: `engine.dispose()` (every lifespan's end) replaces the pool.
-        self._engine = engine
+    def __init__(self) -> None:
+        # Engines, not their pools: `engine.dispose()` (every lifespan's end) replaces the pool.
+        self.engines: dict[str, Engine] = {}
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        pool = self._engine.pool
-        assert isinstance(pool, QueuePool)
-        size, checked_out, idle = pool.size(), pool.checkedout(), pool.checkedin()
-        for name, help_text, value in (
-            ("size", "Connections the pool keeps open once made (its pool_size).", size),
-            ("checked_out", "Connections lent to requests right now.", checked_out),
-            ("idle", "Open connections waiting in the pool for a request.", idle),
+        readings: dict[str, list[tuple[str, int]]] = {}
+        for label, engine in self.engines.items():
+            pool = engine.pool
+            assert isinstance(pool, QueuePool)
+            size, checked_out, idle = pool.size(), pool.checkedout(), pool.checkedin()
             # Not QueuePool.overflow(): that counts up from -size, negative until the pool fills.
-            (
-                "overflow",
-                "Connections open beyond the pool size right now (up to its max_overflow).",
-                max(0, checked_out + idle - size),
-            ),
-        ):
-            yield GaugeMetricFamily(f"catalog_database_pool_{name}", help_text, value)
+            overflow = max(0, checked_out + idle - size)
+            for name, value in (
+                ("size", size),
+                ("checked_out", checked_out),
+                ("idle", idle),
+                ("overflow", overflow),
+            ):
+                readings.setdefault(name, []).append((label, value))
+        for name, help_text in _POOL_GAUGES.items():
+            family = GaugeMetricFamily(f"catalog_database_pool_{name}", help_text, labels=["pool"])
+            for label, value in readings.get(name, []):
+                family.add_metric([label], value)
+            yield family
 
 
-# Held, not their ids: an id can be reused once its object is gone (a test's engine or registry).
-_gauged: list[tuple[Engine, CollectorRegistry]] = []
+_POOL_GAUGES = {
+    "size": "Connections the pool keeps open once made (its pool_size).",
+    "checked_out": "Connections lent to requests right now.",
+    "idle": "Open connections waiting in the pool for a request.",
+    "overflow": "Connections open beyond the pool size right now (up to its max_overflow).",
+}
+# One collector per registry (a test's own, or the default one).
+_collectors: list[tuple[CollectorRegistry, _QueuePoolsCollector]] = []
 
 
-def register_pool_metrics(engine: Engine, registry: CollectorRegistry = REGISTRY) -> None:
-    """Gauge `engine`'s pool if it is a QueuePool, the one pool a size applies to; once.
-
-    PostgreSQL gets one sized from the settings, and a SQLite file SQLAlchemy's default one; an
-    in-memory SQLite database shares one connection (StaticPool): nothing to gauge.
-    """
+def register_pool_metrics(
+    engine: Engine, registry: CollectorRegistry = REGISTRY, *, pool: str = "write"
+) -> None:
+    """Gauge `engine`'s pool, labelled `pool`, if it is a QueuePool, the one pool a size
+    applies to. PostgreSQL's pools are sized from the settings, a SQLite file gets
+    SQLAlchemy's default one; an in-memory SQLite database shares one connection (StaticPool):
+    nothing to gauge. Registering the same engine again changes nothing (`python main.py`
+    imports main twice: as __main__, then uvicorn's "main:app")."""
     if not isinstance(engine.pool, QueuePool):
         return
-    # `python main.py` imports main twice (as __main__, then uvicorn's "main:app").
-    if any(seen is engine and into is registry for seen, into in _gauged):
-        return
-    registry.register(_QueuePoolCollector(engine))
-    _gauged.append((engine, registry))
+    collector = next((known for into, known in _collectors if into is registry), None)
+    if collector is None:
+        collector = _QueuePoolsCollector()
+        registry.register(collector)
+        _collectors.append((registry, collector))
+    collector.engines[pool] = engine
 
 
 router = APIRouter(tags=["service"])

@@ -5,7 +5,9 @@ import time
 import uuid
 
 from fastapi import Request
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.logs import request_id_var
@@ -72,6 +74,68 @@ class HeadMiddleware:
             # Routing wrote its choice into the copy; the outer middleware reads the original.
             if "route" in as_get:
                 scope["route"] = as_get["route"]
+
+
+class RequestHeadMiddleware:
+    """400 for a request without exactly one `Host` header (RFC 9112 §3.2); 431 for headers
+    over `max_bytes` in all.
+
+    The HTTP server bounds what it buffers of a request's head (main.MAX_HEADER_BYTES) but
+    only while the head is incomplete: a head that arrives whole in one read may be larger,
+    and is refused here. HTTP/1.0 predates `Host` and may omit it; HTTP/2 and 3 carry
+    `:authority` instead, which the server may or may not copy into `Host`. Two are refused
+    whatever the version.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            hosts = size = 0
+            for name, value in scope["headers"]:
+                hosts += name == b"host"
+                size += len(name) + len(value)
+            if size > self.max_bytes:
+                status, detail = 431, f"The request headers are larger than {self.max_bytes} bytes"
+            elif hosts > 1 or (hosts == 0 and scope.get("http_version") == "1.1"):
+                status, detail = 400, "An HTTP/1.1 request needs exactly one Host header"
+            else:
+                await self.app(scope, receive, send)
+                return
+            refusal = problem(Request(scope), status, detail, headers={"Connection": "close"})
+            await refusal(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+class ProblemCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS middleware, whose refused preflight is problem+json like every error.
+
+    Starlette answers it `400 text/plain` ("Disallowed CORS origin"); the answer keeps its
+    status, text and CORS headers, in the contract's format.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "OPTIONS":
+            await super().__call__(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        # Starlette's own test for a preflight (CORSMiddleware.__call__).
+        if "origin" in headers and "access-control-request-method" in headers:
+            response = self.preflight_response(request_headers=headers)
+            if response.status_code == 400:
+                kept = {
+                    name: value
+                    for name, value in response.headers.items()
+                    if name not in ("content-type", "content-length")
+                }
+                detail = bytes(response.body).decode()
+                response = problem(Request(scope), 400, detail, headers=kept)
+            await response(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 class BodyLimitMiddleware:

@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from api.idempotency import KEPT_REFUSALS, KEY_HEADER, KEY_PATTERN, REPLAYED_HEADER
 from api.problems import PROBLEM_MEDIA_TYPE
 from config import get_settings
 from schemas.problem import Problem
@@ -52,10 +53,48 @@ _WHY: dict[int, str] = {
     422: "A parameter or a body field is invalid; `errors` lists each one.",
     503: "The database is unavailable or overloaded; retry after `Retry-After` seconds.",
 }
+# Why a read, an update or a delete answers 400: a precondition naming more entity tags than
+# dependencies.conditional.MAX_ENTITY_TAGS (or, for an update, a body that is not JSON).
+_READ_400 = {400: "`If-None-Match` names more than 100 entity tags."}
+_UPDATE_400 = {400: "The body is not valid JSON, or `If-Match` names over 100 tags."}
+_DELETE_400 = {400: "`If-Match` names more than 100 entity tags."}
 _ERROR_HEADERS: dict[int, dict[str, Any]] = {
     401: {"WWW-Authenticate": _header("`Bearer`: how to authenticate.")},
     503: {"Retry-After": _header("Seconds to wait before retrying.")},
 }
+
+
+# Operations that take an `Idempotency-Key` (`api.idempotency`): what else they answer.
+_KEY_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 255, "pattern": KEY_PATTERN}
+_REPLAYED_HEADER = {
+    REPLAYED_HEADER: _header(
+        f"`true` when this is the answer kept for the request's `{KEY_HEADER}`, sent again.",
+        enum=["true"],
+    )
+}
+_KEYED_WHY = {
+    400: f"Or `{KEY_HEADER}` is not 1 to 255 visible ASCII characters, or is sent twice.",
+    409: f"Or a request with this `{KEY_HEADER}` is still being carried out: retry after "
+    "`Retry-After` seconds.",
+    422: f"Or this `{KEY_HEADER}` was used for a different request (method, path or body).",
+}
+
+
+def _document_idempotency(operation: dict[str, Any]) -> None:
+    """The key's format, the statuses it adds, and the header a replayed answer carries."""
+    parameters = operation.get("parameters", [])
+    key = next((p for p in parameters if p["in"] == "header" and p["name"] == KEY_HEADER), None)
+    if key is None:
+        return
+    key["schema"] = dict(_KEY_SCHEMA)
+    for status, response in operation["responses"].items():
+        code = int(status)
+        if code < 300 or code in KEPT_REFUSALS:
+            response["headers"].update(_REPLAYED_HEADER)
+        if code in _KEYED_WHY:
+            response["description"] += f" {_KEYED_WHY[code]}"
+        if code == 409:
+            response["headers"]["Retry-After"] = _ERROR_HEADERS[503]["Retry-After"]
 
 
 def _links_to(resource: str, *operations: str) -> dict[str, Any]:
@@ -130,16 +169,15 @@ def read_responses(resource: str) -> dict[int | str, dict[str, Any]]:
             "description": "Not Modified: `If-None-Match` names the current ETag.",
             "headers": ETAG_HEADER,
         },
-        **problem_responses(404, 422, 503, resource=resource),
+        **problem_responses(400, 404, 422, 503, resource=resource, why=_READ_400),
     }
 
 
 def update_responses(resource: str, why: Mapping[int, str]) -> dict[int | str, dict[str, Any]]:
+    statuses = (400, 401, 404, 409, 412, 413, 415, 422, 503)
     return {
         200: {"description": f"The {resource} after the change.", "headers": ETAG_HEADER},
-        **problem_responses(
-            400, 401, 404, 409, 412, 413, 415, 422, 503, resource=resource, why=why
-        ),
+        **problem_responses(*statuses, resource=resource, why={**_UPDATE_400, **why}),
     }
 
 
@@ -147,9 +185,12 @@ def delete_responses(
     resource: str, *statuses: int, why: Mapping[int, str] | None = None
 ) -> dict[int | str, dict[str, Any]]:
     """A delete's answers; `statuses` are those beyond the usual (a 409 of its own rule)."""
+    reasons = {**_DELETE_400, **(why or {})}
     return {
         204: {"description": "Deleted."},
-        **problem_responses(401, 404, *statuses, 412, 422, 503, resource=resource, why=why),
+        **problem_responses(
+            400, 401, 404, *statuses, 412, 422, 503, resource=resource, why=reasons
+        ),
     }
 
 
@@ -210,6 +251,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                 response.setdefault("headers", {}).update(REQUEST_ID_HEADER)
                 if links := _LINKS.get((operation["operationId"], status)):
                     response["links"] = links
+            _document_idempotency(operation)
             body = operation.get("requestBody", {}).get("content", {})
             if method == "patch" and "application/json" in body:
                 body["application/merge-patch+json"] = body["application/json"]

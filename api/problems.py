@@ -17,6 +17,15 @@ from crud.errors import CatalogError
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 RETRY_AFTER_SECONDS = 2
+# A 422 names the first errors and counts the rest, so that its size does not grow with the
+# body: a body of many bad fields would otherwise get an answer several times its own size.
+MAX_LISTED_ERRORS = 50
+# Field names come from the client: one name is cut at this length in `loc`.
+_MAX_LOC_PART = 100
+
+# PostgreSQL's SQLSTATEs for a statement cancelled by DB_STATEMENT_TIMEOUT_MS (or a cancel
+# request) and a lock wait cut off by DB_LOCK_TIMEOUT_MS: the database is busy, not broken.
+_TIMED_OUT = {"57014": "query_canceled", "55P03": "lock_not_available"}
 
 logger = logging.getLogger("catalog.errors")
 
@@ -42,8 +51,15 @@ def problem(
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
 
 
+def _loc(loc: tuple[Any, ...]) -> list[Any]:
+    return [
+        f"{part[:_MAX_LOC_PART]}…" if isinstance(part, str) and len(part) > _MAX_LOC_PART else part
+        for part in loc
+    ]
+
+
 def _describe(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(part) for part in loc)
+    return ".".join(str(part) for part in _loc(loc))
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -70,7 +86,8 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
                 f"The request body is not valid JSON: {reason} at position {error['loc'][-1]}",
             )
     issues = [
-        {"loc": list(error["loc"]), "msg": error["msg"], "type": error["type"]} for error in errors
+        {"loc": _loc(error["loc"]), "msg": error["msg"], "type": error["type"]}
+        for error in errors[:MAX_LISTED_ERRORS]
     ]
     first = errors[0]
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
@@ -79,11 +96,12 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         HTTPStatus.UNPROCESSABLE_ENTITY,
         f"{_describe(first['loc'])}: {first['msg']}{more}",
         errors=issues,
+        total_errors=len(errors),
     )
 
 
-async def _catalog_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, CatalogError)
+def catalog_problem(request: Request, exc: CatalogError) -> JSONResponse:
+    """A domain error's answer."""
     return problem(
         request,
         exc.status,
@@ -95,11 +113,18 @@ async def _catalog_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-def _database_unavailable(request: Request) -> JSONResponse:
+async def _catalog_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, CatalogError)
+    return catalog_problem(request, exc)
+
+
+def _database_unavailable(
+    request: Request, detail: str = "The database is unavailable; try again shortly"
+) -> JSONResponse:
     return problem(
         request,
         HTTPStatus.SERVICE_UNAVAILABLE,
-        "The database is unavailable; try again shortly",
+        detail,
         headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
     )
 
@@ -112,6 +137,13 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
         POOL_TIMEOUTS.inc()
         return _database_unavailable(request)
     assert isinstance(exc, sa_exc.DBAPIError)
+    timed_out = _TIMED_OUT.get(getattr(exc.orig, "pgcode", None) or "")
+    if timed_out:
+        logger.warning("%s on %s %s: %s", timed_out, request.method, request.url.path, exc.orig)
+        DATABASE_ERRORS.labels("timeout").inc()
+        return _database_unavailable(
+            request, "The database did not answer in time; try again shortly"
+        )
     if exc.connection_invalidated or isinstance(
         exc, sa_exc.OperationalError | sa_exc.InterfaceError
     ):

@@ -10,7 +10,7 @@ product's `category` without `expand=category`).
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from fastapi import Response
+from fastapi import Request, Response
 from pydantic import BaseModel, TypeAdapter
 
 from dependencies.conditional import etag_for, none_match_hits
@@ -38,6 +38,14 @@ def one(
     )
 
 
+def created(
+    request: Request, schema: type[BaseModel], record: Versioned, read_route: str, **path: int
+) -> Response:
+    """201: the created resource, its `ETag`, and `Location`, the path `read_route` reads it at."""
+    location = request.app.url_path_for(read_route, **path)
+    return one(schema, record, status_code=201, headers={"Location": location})
+
+
 def many(
     adapter: TypeAdapter[Any],
     records: Sequence[object],
@@ -52,8 +60,13 @@ def many(
     return Response(body, status_code=status_code, media_type="application/json", headers=headers)
 
 
-def current(schema: type[BaseModel], record: Versioned, if_none_match: str | None) -> Response:
-    """A read: 304 with the `ETag` while `If-None-Match` names the current version, else it."""
-    if none_match_hits(if_none_match, record.version):
+def current(
+    schema: type[BaseModel], record: Versioned, not_modified_at: frozenset[int] | None
+) -> Response:
+    """A read: 304 with the `ETag` while `If-None-Match` names the current version, else it.
+
+    `not_modified_at` is `dependencies.conditional.none_match_versions(If-None-Match)`, which
+    the route reads before the record (an over-long list is a 400 with no database work)."""
+    if none_match_hits(not_modified_at, record.version):
         return Response(status_code=304, headers={"ETag": etag_for(record.version)})
     return one(schema, record)

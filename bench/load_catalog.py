@@ -97,6 +97,7 @@ def trim(database_url: str, count: int) -> None:
     engine = create_engine(database_url, isolation_level="AUTOCOMMIT")
     with engine.connect() as connection:
         connection.execute(text("DELETE FROM products WHERE id > :count"), {"count": count})
+        connection.execute(text("TRUNCATE idempotency_keys"))  # what POST idempotent kept
         connection.execute(text("VACUUM ANALYZE products"))
     engine.dispose()
 

@@ -161,3 +161,31 @@ class InsufficientStock(CatalogError):
             + ("less than 0" if delta < 0 else "more than the maximum quantity"),
             quantity=quantity,
         )
+
+
+class IdempotencyKeyInUse(CatalogError):
+    """Another request with this key is still being carried out; its answer is not kept yet."""
+
+    status = HTTPStatus.CONFLICT
+    type = "urn:catalog:problem:idempotency-key-in-use"
+    title = "Idempotency key in use"
+    headers = {"Retry-After": "1"}  # noqa: RUF012
+
+    def __init__(self) -> None:
+        super().__init__(
+            "A request with this Idempotency-Key is still being carried out; retry shortly"
+        )
+
+
+class IdempotencyKeyReused(CatalogError):
+    """The key was used for a different request (method, path or body)."""
+
+    status = HTTPStatus.UNPROCESSABLE_ENTITY
+    type = "urn:catalog:problem:idempotency-key-reused"
+    title = "Idempotency key reused"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This Idempotency-Key was used for a different request (method, path or body);"
+            " use a new key for a new request"
+        )

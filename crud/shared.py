@@ -93,6 +93,28 @@ def _foreign_keys_touching(table: Table) -> list[ForeignKeyConstraint]:
     ]
 
 
+# Set while a request keeps its answer with its write (`crud.idempotency`): the crud functions
+# it calls leave their commit to it, and it commits the write and the answer together.
+_COMMIT_DEFERRED = "catalog.commit_deferred"
+
+
+def commit(session: Session) -> None:
+    """End the session's transaction with a commit, unless its owner will (`commit_deferred`)."""
+    if not session.info.get(_COMMIT_DEFERRED):
+        session.commit()
+
+
+@contextmanager
+def commit_deferred(session: Session) -> Iterator[None]:
+    """Within the block, `transaction()` and `reading()` do not commit: whoever opened it does,
+    once, for everything the block wrote. Rollbacks are not deferred: an error still undoes it."""
+    session.info[_COMMIT_DEFERRED] = True
+    try:
+        yield
+    finally:
+        del session.info[_COMMIT_DEFERRED]
+
+
 @contextmanager
 def transaction(
     session: Session,
@@ -108,7 +130,7 @@ def transaction(
     """
     try:
         yield
-        session.commit()
+        commit(session)
     except IntegrityError as exc:
         session.rollback()
         error = (conflicts or {}).get(violated_constraint(exc, table) or "")
@@ -204,7 +226,7 @@ def reading(session: Session) -> Iterator[Session]:
     """A few reads; their transaction (if the bind has one) ends here, in the route, so the
     session dependency closes the session without another round trip."""
     yield session
-    session.commit()
+    commit(session)
 
 
 def read_row(session: Session, resource: Resource, row_id: int) -> Row[Any]:

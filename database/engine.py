@@ -1,13 +1,15 @@
 """Step 1 of the guide: the one engine (and connection pool) of this process.
 
 `engine` runs every session in a transaction: a write request is one transaction, however
-many statements it makes, and commits before its answer is built (`crud`). `read_engine` is
-the same engine and pool for the sessions of requests that only read (`GET`, `HEAD`).
+many statements it makes, and commits before its answer is built (`crud`). `read_engine`
+serves the sessions of requests that only read (`GET`, `HEAD`): on PostgreSQL an engine and
+pool of its own whose connections autocommit (`build_read_engine`).
 """
 
 import select
 from typing import Any
 
+from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
@@ -79,18 +81,49 @@ def _postgres_connect_args(settings: Settings) -> dict[str, Any]:
     }
     # UTC sessions: timestamptz values arrive as UTC datetimes, which the response writes as
     # RFC 3339 "...Z" without converting each one in Python (schemas.product.Timestamp).
-    options = ["-c timezone=UTC"]
-    if settings.db_statement_timeout_ms:
-        options.append(f"-c statement_timeout={settings.db_statement_timeout_ms}")
-    args["options"] = " ".join(options)
+    args["options"] = "-c timezone=UTC"
     return args
 
 
-def build_engine(database_url: str, settings: Settings) -> Engine:
+def _bound_every_transaction(engine: Engine, settings: Settings) -> None:
+    """DB_STATEMENT_TIMEOUT_MS and DB_LOCK_TIMEOUT_MS in every transaction, without a round trip.
+
+    `SET LOCAL` lasts until its transaction ends, so the limits hold through a pooler in
+    transaction mode (PgBouncer), where each transaction may run on another server connection;
+    a session setting (`SET`, the `options` startup parameter) would not follow the client, and
+    would stay on a server connection that other clients get. The `SET LOCAL`s travel in the
+    same message as the transaction's first statement, which PostgreSQL runs as one transaction
+    with it: a write's first statement after psycopg2's `BEGIN`, and every statement of a read
+    in `AUTOCOMMIT` (each is a transaction of its own).
+    """
+    limits = {
+        "statement_timeout": settings.db_statement_timeout_ms,
+        "lock_timeout": settings.db_lock_timeout_ms,
+    }
+    prefix = "".join(f"SET LOCAL {name} = {ms}; " for name, ms in limits.items() if ms)
+    if not prefix:
+        return
+
+    @event.listens_for(engine, "before_cursor_execute", retval=True)
+    def _with_limits(
+        _connection: Any,
+        cursor: Any,
+        statement: str,
+        parameters: Any,
+        _context: Any,
+        _executemany: bool,
+    ) -> tuple[str, Any]:
+        # Idle: no transaction is open, so this statement starts one.
+        if cursor.connection.info.transaction_status == TRANSACTION_STATUS_IDLE:
+            statement = prefix + statement
+        return statement, parameters
+
+
+def build_engine(database_url: str, settings: Settings, *, for_reads: bool = False) -> Engine:
     """Create an engine for `database_url` with the pool and driver options this service needs.
 
     The service, migrations, scripts and the tests all build their engines here, so the tests
-    run on the configuration the service runs with.
+    run on the configuration the service runs with. `for_reads`: see `build_read_engine`.
     """
     url = make_url(database_url)
     options: dict[str, Any] = {"echo": settings.db_echo}
@@ -107,29 +140,32 @@ def build_engine(database_url: str, settings: Settings) -> Engine:
             pool_recycle=settings.db_pool_recycle,
             connect_args=_postgres_connect_args(settings),
         )
+        if for_reads:
+            options["isolation_level"] = "AUTOCOMMIT"
     engine = create_engine(url, **options)
     if url.get_backend_name() == "sqlite":
         _configure_sqlite(engine)
     elif engine.dialect.driver == "psycopg2":
         _replace_hung_up_connections(engine)
+        _bound_every_transaction(engine, settings)
     return engine
 
 
-def reading(engine: Engine) -> Engine:
-    """`engine` for sessions that only read: on PostgreSQL, each statement commits by itself.
+def build_read_engine(engine: Engine, settings: Settings) -> Engine:
+    """The engine for sessions that only read: on PostgreSQL, each statement commits by itself.
 
-    A read then costs one round trip instead of three (BEGIN, the SELECT, COMMIT), on the same
-    pool: SQLAlchemy sets the connection's autocommit when it is checked out for such a
-    session and resets it when it goes back (the documented `execution_options(isolation_level=
-    "AUTOCOMMIT")` copy of an engine). A listing's page and total are one statement, so they
-    still come from one snapshot. Writes never use it. SQLite reads in-process, with no round
-    trip to save, so it keeps its transactions.
+    A read then costs one round trip instead of three (BEGIN, the SELECT, COMMIT). It is an
+    engine with a pool of its own, whose connections are in autocommit from the start: one
+    pool switching each connection between the two modes would pay for every switch (and
+    psycopg2 sends a `SET` to switch back; bench/README.md). A listing's page and total are
+    one statement, so they still come from one snapshot. Nothing that writes is given it.
+    SQLite reads in-process, with no round trip to save: it shares the one engine.
     """
-    if engine.dialect.name == "postgresql":
-        return engine.execution_options(isolation_level="AUTOCOMMIT")
-    return engine
+    if engine.dialect.name != "postgresql":
+        return engine
+    return build_engine(engine.url.render_as_string(hide_password=False), settings, for_reads=True)
 
 
 _settings = get_settings()
 engine = build_engine(_settings.database_url, _settings)
-read_engine = reading(engine)
+read_engine = build_read_engine(engine, _settings)

@@ -28,16 +28,24 @@ def _is_known(presented: str, keys: list[str]) -> bool:
     return any([hmac.compare_digest(offered, _digest(key)) for key in keys])  # noqa: C419
 
 
+# Who wrote, when writes are open (`API_KEYS` unset): everyone is the same caller.
+ANYONE = "anyone"
+
+
 async def require_write_access(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
     api_key: Annotated[str | None, Security(api_key_header)],
-) -> None:
+) -> str:
     """401 unless `API_KEYS` is empty, or the request carries a key and every key it carries is
-    valid (a wrong `Authorization` is not excused by a right `X-API-Key`, or the other way)."""
+    valid (a wrong `Authorization` is not excused by a right `X-API-Key`, or the other way).
+
+    Returns who the caller is: the SHA-256 (hex) of the key it presented first, never the key
+    itself, or `ANYONE` when writes are open. Idempotency keys belong to it (`api.idempotency`).
+    """
     keys = get_settings().api_keys
     if not keys:
-        return
+        return ANYONE
     presented: list[str | None] = []
     if "authorization" in request.headers:
         # None: an Authorization header that is not `Bearer <token>`.
@@ -52,3 +60,6 @@ async def require_write_access(
             "(Authorization: Bearer <key>, or X-API-Key: <key>)",
             headers={"WWW-Authenticate": 'Bearer realm="catalog"'},
         )
+    first = presented[0]
+    assert first is not None  # every key presented is valid
+    return _digest(first).hex()

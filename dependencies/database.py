@@ -27,17 +27,23 @@ def database_capacity() -> int:
     return settings.db_pool_size + settings.db_max_overflow
 
 
-async def take_database_slot(request: Request) -> asyncio.Semaphore:
-    """Wait (in the event loop, not in a worker thread) for one of the pool's connections.
+def database_slots() -> dict[Engine, asyncio.Semaphore]:
+    """One semaphore per pool, as large as the pool: `app.state.database_slots`."""
+    return {bind: asyncio.Semaphore(database_capacity()) for bind in {engine, read_engine}}
+
+
+async def take_database_slot(request: Request, bind: Engine = engine) -> asyncio.Semaphore:
+    """Wait (in the event loop, not in a worker thread) for one of `bind`'s pooled connections.
 
     Returns the semaphore to release when the connection is back. A request that cannot get
     one within DB_POOL_TIMEOUT gets a 503, so overload is answered within a bounded time, and
     the pool itself never makes anyone wait (a route on the event loop must not block it).
     """
     state = request.app.state
-    slots: asyncio.Semaphore | None = getattr(state, "database_slots", None)
-    if slots is None:  # an app served without its lifespan, which makes them (main.py)
-        slots = state.database_slots = asyncio.Semaphore(database_capacity())
+    every_pool: dict[Engine, asyncio.Semaphore] | None = getattr(state, "database_slots", None)
+    if every_pool is None:  # an app served without its lifespan, which makes them (main.py)
+        every_pool = state.database_slots = database_slots()
+    slots = every_pool[bind]
     timeout = get_settings().db_pool_timeout
     try:
         async with asyncio.timeout(timeout):
@@ -52,7 +58,7 @@ async def _request_session(request: Request, bind: Engine) -> AsyncIterator[Sess
     """The guide's generator, as an `async def`: creating a session touches no database, so it
     happens in the event loop; what talks to the database here (a rollback on error, closing a
     session that still holds a transaction) goes through `run_blocking`, like the route."""
-    slots = await take_database_slot(request)
+    slots = await take_database_slot(request, bind)
     try:
         session = SessionLocal(bind=bind)
         try:
@@ -76,7 +82,7 @@ async def get_database_session(request: Request) -> AsyncIterator[Session]:
 
 
 async def get_read_session(request: Request) -> AsyncIterator[Session]:
-    """A session for a request that only reads (`database.engine.reading`)."""
+    """A session for a request that only reads (`database.engine.build_read_engine`)."""
     async with _request_session(request, read_engine) as session:
         yield session
 

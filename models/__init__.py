@@ -2,6 +2,7 @@
 
 from models.base import Base
 from models.category import Category
+from models.idempotency import IdempotencyKey
 from models.product import Product
 
-__all__ = ["Base", "Category", "Product"]
+__all__ = ["Base", "Category", "IdempotencyKey", "Product"]

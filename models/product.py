@@ -64,7 +64,7 @@ class Product(Base):
     created_at: Mapped[CreatedAt]
     updated_at: Mapped[UpdatedAt]
     version: Mapped[Version]
-    # Nullable, and last: migration 0003 adds it to a live table without rewriting it.
+    # Nullable, and last: migration 0004 adds it to a live table without rewriting it.
     category_id: Mapped[int | None] = mapped_column(ForeignKey("categories.id"))
     # Never loaded lazily: a query that needs it says so (crud/products.py, `joinedload`), and
     # reading it anywhere else raises instead of sending a query per product.

@@ -31,5 +31,8 @@ class Problem(BaseModel):
     detail: str
     instance: str
     errors: list[ValidationIssue] | None = Field(
-        default=None, description="Present on 422: one entry per invalid input."
+        default=None, description="Present on 422: one entry per invalid input, the first 50."
+    )
+    total_errors: int | None = Field(
+        default=None, description="Present on 422: how many invalid inputs there were in all."
     )

@@ -4,8 +4,10 @@ Field limits mirror the columns of `models.product`, so bad input is a 422 befor
 """
 
 import re
+from collections.abc import Set
 from datetime import datetime
 from decimal import Decimal
+from itertools import islice
 from typing import Annotated, Any
 
 from pydantic import (
@@ -25,6 +27,9 @@ from models.product import DESCRIPTION_MAX_LENGTH, INT4_MAX, NAME_MAX_LENGTH, SK
 
 PRICE_MAX = Decimal("99999999.99")
 READ_ONLY_FIELDS = frozenset({"id", "version", "created_at", "updated_at"})
+# Unknown fields are errors, one each; an object with more than this many fields beyond the
+# known ones is refused as a whole, with one error (docs/api.md, "Limits").
+MAX_UNKNOWN_FIELDS = 50
 
 # Lone UTF-16 surrogates can arrive through JSON escapes ("\ud800") but cannot be stored as
 # UTF-8: every text field refuses them, like the control characters a name may not contain.
@@ -141,10 +146,41 @@ CategoryId = Annotated[
 Timestamp = Annotated[datetime, WithJsonSchema({"type": "string", "format": "date-time"})]
 
 
-class RequestBody(BaseModel):
-    """Every create and update body: unknown fields are errors, read-only fields are ignored."""
+def _refuse_too_many_unknown_fields(objects: list[Any], known: Set[str]) -> None:
+    """One error for objects with more than MAX_UNKNOWN_FIELDS fields not in `known` in all.
+
+    pydantic validates the whole body before any error is reported, and builds every error it
+    finds: a 1 MiB body of tens of thousands of unknown fields would cost the event loop far
+    more than any valid body. Counting them first is cheap, and stops at the limit.
+    """
+    unknown = (
+        key for item in objects if isinstance(item, dict) for key in item if key not in known
+    )
+    if next(islice(unknown, MAX_UNKNOWN_FIELDS, None), None) is not None:
+        raise PydanticCustomError(
+            "too_many_fields", f"More than {MAX_UNKNOWN_FIELDS} unknown fields"
+        )
+
+
+class _ClosedObject(BaseModel):
+    """A request body object whose unknown fields are errors: a few are listed, many refused."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @classmethod
+    def known_fields(cls) -> Set[str]:
+        # Read-only fields are known: request bodies ignore them (RequestBody).
+        return cls.model_fields.keys() | READ_ONLY_FIELDS
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bounded(cls, data: Any) -> Any:
+        _refuse_too_many_unknown_fields([data], cls.known_fields())
+        return data
+
+
+class RequestBody(_ClosedObject):
+    """Every create and update body: unknown fields are errors, read-only fields are ignored."""
 
     @model_validator(mode="before")
     @classmethod
@@ -242,7 +278,7 @@ def _reject_zero(value: int) -> int:
     return value
 
 
-class StockChange(BaseModel):
+class StockChange(_ClosedObject):
     model_config = ConfigDict(
         extra="forbid", title="StockChange", json_schema_extra={"examples": [{"delta": -1}]}
     )
@@ -262,7 +298,18 @@ class StockChange(BaseModel):
 
 
 BULK_MAX_ITEMS = 1000
+
+
+def _bounded_batch(items: Any) -> Any:
+    # Per item, the limit would still let a batch of 1000 carry 50 unknown fields each.
+    if isinstance(items, list):
+        _refuse_too_many_unknown_fields(items, ProductCreate.known_fields())
+    return items
+
+
 ProductBatch = Annotated[
     list[ProductCreate],
     Field(min_length=1, max_length=BULK_MAX_ITEMS, description="1 to 1000 products."),
+    # Last, so outermost: it runs first, and the length is still checked before any item.
+    BeforeValidator(_bounded_batch),
 ]

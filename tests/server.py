@@ -5,17 +5,25 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO
+from pathlib import Path
+from typing import IO, TypeVar
 
 import httpx
 from sqlalchemy import create_engine
 
 from config import PROJECT_DIR, normalize_database_url
-from tests.databases import upgrade
+from tests.databases import ON_POSTGRES, fresh_postgres_database, upgrade
+
+T = TypeVar("T")
+
+# What README's production command adds to `uvicorn main:app` (main.MAX_HEADER_BYTES).
+PRODUCTION_FLAGS = ("--http", "h11", "--h11-max-incomplete-event-size", "65536")
 
 
 def free_port() -> int:
@@ -30,6 +38,20 @@ def migrate(database_url: str) -> None:
     with engine.begin() as connection:
         upgrade(connection)
     engine.dispose()
+
+
+@contextmanager
+def migrated_database(name: str, directory: Path) -> Iterator[str]:
+    """A fresh, migrated database of this run's kind, for a real server: a PostgreSQL database
+    of its own (TEST_DATABASE_URL set), otherwise a SQLite file in `directory`."""
+    if ON_POSTGRES:
+        with fresh_postgres_database(f"catalog_{name}") as url:
+            migrate(url)
+            yield url
+    else:
+        url = f"sqlite:///{directory / f'{name}.db'}"
+        migrate(url)
+        yield url
 
 
 @dataclass
@@ -49,7 +71,8 @@ def service_process(
 ) -> Iterator[Service]:
     """Start the service against `database_url` with extra settings; stop it after.
 
-    `command` is how: `uvicorn main:app` (the production command) or `python main.py`.
+    `command` is how: `uvicorn main:app` with the production command's flags, or
+    `python main.py`.
     """
     port = free_port()
     env = {
@@ -69,6 +92,7 @@ def service_process(
             "127.0.0.1",
             "--port",
             str(port),
+            *PRODUCTION_FLAGS,
         ],
         "python main.py": ["main.py"],  # HOST and PORT from the environment
     }[command]
@@ -115,3 +139,15 @@ def _wait_until_up(base_url: str, process: subprocess.Popen[str], log: IO[str]) 
             log.seek(0)
             raise RuntimeError(f"the service did not start:\n{log.read()}")
         time.sleep(0.1)
+
+
+def all_at_once(count: int, call: Callable[[int], T]) -> list[T]:
+    """Run `call(i)` for i in range(count) on `count` threads released together by a barrier."""
+    barrier = threading.Barrier(count)
+
+    def run(index: int) -> T:
+        barrier.wait()
+        return call(index)
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(run, range(count)))

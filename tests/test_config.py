@@ -101,6 +101,18 @@ def test_engine_pool_follows_the_settings() -> None:
     engine.dispose()
 
 
+def _run(*arguments: str, **environment: str) -> subprocess.CompletedProcess[str]:
+    """`python <arguments>` in the project, with `environment` added to this one's."""
+    return subprocess.run(
+        [sys.executable, *arguments],
+        cwd=PROJECT_DIR,
+        env={**os.environ, **environment},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 @pytest.mark.parametrize(
     ("url", "message"),
     [
@@ -111,16 +123,7 @@ def test_engine_pool_follows_the_settings() -> None:
     ],
 )
 def test_malformed_database_url_stops_startup_with_one_clear_line(url: str, message: str) -> None:
-    env = {**os.environ, "DATABASE_URL": url}
-
-    result = subprocess.run(
-        [sys.executable, "-c", "import main"],
-        cwd=PROJECT_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _run("-c", "import main", DATABASE_URL=url)
 
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
@@ -147,23 +150,9 @@ def _postgres_url(**parts: Any) -> str:
 def test_an_unreachable_database_is_one_line_at_migration_and_at_start_up(
     parts: dict[str, Any], reason: str
 ) -> None:
-    env = {**os.environ, "DATABASE_URL": _postgres_url(**parts), "DB_CONNECT_TIMEOUT": "2"}
-    migrate = subprocess.run(
-        [sys.executable, "-m", "alembic", "upgrade", "head"],
-        cwd=PROJECT_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    start = subprocess.run(
-        [sys.executable, "-c", "import main; main.report_database()"],
-        cwd=PROJECT_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    env = {"DATABASE_URL": _postgres_url(**parts), "DB_CONNECT_TIMEOUT": "2"}
+    migrate = _run("-m", "alembic", "upgrade", "head", **env)
+    start = _run("-c", "import main; main.report_database()", **env)
 
     assert migrate.returncode == 1
     assert migrate.stderr.strip().count("\n") == 0, migrate.stderr

@@ -5,9 +5,10 @@ from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import OperationalError
 
 from config import Settings
-from database.engine import build_engine
+from database.engine import build_engine, build_read_engine
 
 pytestmark = pytest.mark.postgres_only
 
@@ -71,3 +72,75 @@ def test_sessions_speak_utc_whatever_the_database_default(
 
     assert zone == "UTC"
     assert moment.isoformat() == "2026-01-01T07:00:00+00:00"
+
+
+def _bounded_settings(database_url: str) -> Settings:
+    return Settings(
+        database_url=database_url,
+        db_pool_size=1,
+        db_max_overflow=0,
+        db_statement_timeout_ms=1234,
+        db_lock_timeout_ms=567,
+    )
+
+
+@pytest.fixture
+def bounded(database_url: str) -> Iterator[Engine]:
+    engine = build_engine(database_url, _bounded_settings(database_url))
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def bounded_reads(bounded: Engine, database_url: str) -> Iterator[Engine]:
+    """The read engine the service would build beside `bounded`."""
+    engine = build_read_engine(bounded, _bounded_settings(database_url))
+    yield engine
+    engine.dispose()
+
+
+def _limits(connection: Connection) -> tuple[str, str]:
+    statement = connection.execute(text("SHOW statement_timeout")).scalar_one()
+    lock = connection.execute(text("SHOW lock_timeout")).scalar_one()
+    return statement, lock
+
+
+def test_every_transaction_runs_with_the_timeouts(bounded: Engine, bounded_reads: Engine) -> None:
+    with bounded.connect() as connection:
+        in_a_transaction = _limits(connection)
+        connection.commit()
+        in_the_next_one = _limits(connection)
+        connection.rollback()
+    with bounded_reads.connect() as connection:
+        autocommit = _limits(connection)  # each statement a transaction of its own
+
+    assert in_a_transaction == in_the_next_one == autocommit == ("1234ms", "567ms")
+
+
+def test_the_timeouts_are_no_session_state(bounded: Engine) -> None:
+    """What a pooler in transaction mode needs: nothing stays behind on the server connection
+    for the next client, and nothing depends on the startup parameters it may not pass on."""
+    with bounded.connect() as connection:
+        _limits(connection)
+        connection.commit()
+        raw = connection.connection.dbapi_connection
+        assert raw is not None
+        cursor = raw.cursor()  # below SQLAlchemy's events: the session's own values
+        cursor.execute("SHOW statement_timeout")
+        session_value = cursor.fetchone()
+        cursor.close()
+        raw.rollback()
+
+    assert session_value == ("0",)
+    assert "statement_timeout" not in bounded.url.query
+    assert "statement_timeout" not in str(
+        bounded.dialect.create_connect_args(bounded.url)[1].get("options", "")
+    )
+
+
+def test_a_statement_past_the_timeout_is_cancelled(bounded: Engine, bounded_reads: Engine) -> None:
+    for engine in (bounded, bounded_reads):
+        with engine.connect() as connection, pytest.raises(OperationalError) as raised:
+            connection.execute(text("SELECT pg_sleep(5)"))
+
+        assert raised.value.orig.pgcode == "57014"  # type: ignore[union-attr]

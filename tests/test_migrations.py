@@ -94,11 +94,12 @@ def _count_products(engine: Engine) -> int:
         return int(connection.execute(text("SELECT count(*) FROM products")).scalar_one())
 
 
-def test_0003_on_10000_products_upgrades_downgrades_and_upgrades_again(
+def test_0004_on_10000_products_upgrades_downgrades_and_upgrades_again(
     empty_engine: Engine,
 ) -> None:
+    # 0004 (categories) alone: the revision before it already applied, products in the table.
     with empty_engine.begin() as connection:
-        upgrade(connection, "0002")
+        upgrade(connection, "0003")
         connection.execute(
             text("INSERT INTO products (sku, name, price, quantity) VALUES (:sku, :name, 9.5, 1)"),
             [{"sku": f"SKU-{i}", "name": f"Product {i}"} for i in range(10_000)],
@@ -135,10 +136,12 @@ def test_0003_on_10000_products_upgrades_downgrades_and_upgrades_again(
         assert validated is True
 
     with empty_engine.begin() as connection:
-        downgrade(connection, "0002")
+        downgrade(connection, "0003")
 
     assert _count_products(empty_engine) == 10_000
-    assert "categories" not in inspect(empty_engine).get_table_names()
+    tables = inspect(empty_engine).get_table_names()
+    assert "categories" not in tables
+    assert "idempotency_keys" in tables  # 0003's table: only 0004 was undone
     columns = {column["name"] for column in inspect(empty_engine).get_columns("products")}
     assert "category_id" not in columns
 

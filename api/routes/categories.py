@@ -11,9 +11,10 @@ from pydantic import TypeAdapter
 
 import crud.categories as crud
 from api import openapi, responses
+from api.idempotency import idempotent
 from api.pagination import page_response
 from api.routing import EventLoopRoute, update_routes
-from dependencies.conditional import IfMatch, IfNoneMatch
+from dependencies.conditional import IfMatch, IfNoneMatch, none_match_versions
 from dependencies.database import ReadSessionDep, SessionDep
 from dependencies.writes import JSON_WRITE, WRITE
 from models.product import INT4_MAX
@@ -50,11 +51,13 @@ def list_categories(
     dependencies=JSON_WRITE,
     responses=openapi.create_responses(DUPLICATE_NAME),
 )
+@idempotent
 def create_category(request: Request, payload: CategoryCreate, db: SessionDep) -> Response:
     """Create a category."""
     category = crud.create_category(db, values=payload.model_dump())
-    location = request.app.url_path_for("read_category", category_id=category.id)
-    return responses.one(CategoryRead, category, status_code=201, headers={"Location": location})
+    return responses.created(
+        request, CategoryRead, category, "read_category", category_id=category.id
+    )
 
 
 @router.get(
@@ -64,7 +67,8 @@ def read_category(
     category_id: CategoryId, db: ReadSessionDep, if_none_match: IfNoneMatch = None
 ) -> Response:
     """Read one category."""
-    return responses.current(CategoryRead, crud.read_category(db, category_id), if_none_match)
+    not_modified_at = none_match_versions(if_none_match)
+    return responses.current(CategoryRead, crud.read_category(db, category_id), not_modified_at)
 
 
 @update_routes(

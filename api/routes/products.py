@@ -7,6 +7,7 @@ from pydantic import TypeAdapter
 
 import crud.products as crud
 from api import responses
+from api.idempotency import idempotent
 from api.openapi import (
     create_responses,
     delete_responses,
@@ -17,7 +18,7 @@ from api.openapi import (
 )
 from api.pagination import page_response
 from api.routing import EventLoopRoute, update_routes
-from dependencies.conditional import IfMatch, IfNoneMatch
+from dependencies.conditional import IfMatch, IfNoneMatch, none_match_versions
 from dependencies.database import ReadSessionDep, SessionDep
 from dependencies.writes import JSON_WRITE, WRITE
 from models.product import INT4_MAX
@@ -66,11 +67,11 @@ def list_products(
     dependencies=JSON_WRITE,
     responses=create_responses(CONFLICT),
 )
+@idempotent
 def create_product(request: Request, payload: ProductCreate, db: SessionDep) -> Response:
     """Create a product."""
     product = crud.create_product(db, values=payload.model_dump())
-    location = request.app.url_path_for("read_product", product_id=product.id)
-    return responses.one(ProductRead, product, status_code=201, headers={"Location": location})
+    return responses.created(request, ProductRead, product, "read_product", product_id=product.id)
 
 
 @router.post(
@@ -83,6 +84,7 @@ def create_product(request: Request, payload: ProductCreate, db: SessionDep) -> 
         **problem_responses(400, 401, 409, 413, 415, 422, 503, why=CONFLICT),
     },
 )
+@idempotent
 def create_products(payload: Annotated[ProductBatch, Body()], db: SessionDep) -> Response:
     """Create 1 to 1000 products at once: all of them, or none."""
     products = crud.create_products(db, rows=[item.model_dump() for item in payload])
@@ -97,8 +99,9 @@ def read_product(
     expand: ExpandParameter = None,
 ) -> Response:
     """Read one product."""
+    not_modified_at = none_match_versions(if_none_match)
     product = crud.read_product(db, product_id, with_category=expand == "category")
-    return responses.current(ProductRead, product, if_none_match)
+    return responses.current(ProductRead, product, not_modified_at)
 
 
 @update_routes(
@@ -135,6 +138,7 @@ def delete_product(product_id: ProductId, db: SessionDep, if_match: IfMatch) -> 
     dependencies=JSON_WRITE,
     responses=UPDATE_RESPONSES,
 )
+@idempotent
 def change_stock(
     product_id: ProductId, payload: StockChange, db: SessionDep, if_match: IfMatch
 ) -> Response:

@@ -4,53 +4,27 @@ Not the savepoint session: a fresh database for this module (PostgreSQL when TES
 is set, otherwise a SQLite file, where the database serialises the writers) and real threads.
 """
 
-import threading
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.databases import ON_POSTGRES, fresh_postgres_database
-from tests.server import migrate, running_service
-
-T = TypeVar("T")
+from tests.server import all_at_once, migrated_database, running_service
 
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if ON_POSTGRES:
-        with fresh_postgres_database("catalog_concurrency") as url:
-            migrate(url)
-            with running_service(url, db_pool_size="10") as base_url:
-                yield base_url
-    else:
-        path: Path = tmp_path_factory.mktemp("concurrency") / "catalog.db"
-        url = f"sqlite:///{path}"
-        migrate(url)
-        with running_service(url) as base_url:
-            yield base_url
+    directory = tmp_path_factory.mktemp("concurrency")
+    with migrated_database("concurrency", directory) as url, running_service(url) as base_url:
+        yield base_url
 
 
 @pytest.fixture
 def http(service: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=service, timeout=30) as client:
         yield client
-
-
-def _all_at_once(count: int, call: Callable[[int], T]) -> list[T]:
-    """Run `call(i)` for i in range(count) on `count` threads released together by a barrier."""
-    barrier = threading.Barrier(count)
-
-    def run(index: int) -> T:
-        barrier.wait()
-        return call(index)
-
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        return list(pool.map(run, range(count)))
 
 
 def _request(service: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -71,7 +45,7 @@ def test_100_concurrent_creates_all_land_with_distinct_ids(
 ) -> None:
     before = int(http.get("/products").headers["x-total-count"])
 
-    responses = _all_at_once(
+    responses = all_at_once(
         100,
         lambda i: _request(
             service, "POST", "/products", json={"name": f"Concurrent {i}", "price": 2}
@@ -91,7 +65,7 @@ def test_50_concurrent_stock_takes_on_30_in_stock_sell_exactly_30(
 ) -> None:
     product = _create(http, quantity=30)
 
-    responses = _all_at_once(
+    responses = all_at_once(
         50,
         lambda _: _request(service, "POST", f"/products/{product['id']}/stock", json={"delta": -1}),
     )
@@ -114,7 +88,7 @@ def test_two_patches_with_the_same_etag_exactly_one_wins(
     product = _create(http, description="original", quantity=1)
     changes = [{"name": "Winner A", "price": 11.11}, {"description": "from B", "quantity": 77}]
 
-    responses = _all_at_once(
+    responses = all_at_once(
         2,
         lambda i: _request(
             service,
@@ -140,7 +114,7 @@ def test_two_creates_with_the_same_sku_one_201_one_409(
 ) -> None:
     sku = f"RACE-{round_}"
 
-    responses = _all_at_once(
+    responses = all_at_once(
         2,
         lambda i: _request(
             service, "POST", "/products", json={"name": f"Racer {i}", "price": 3, "sku": sku}
@@ -184,7 +158,7 @@ def test_deleting_a_category_while_products_are_assigned_to_it_leaves_no_danglin
         body = {"name": f"New in {round_}", "price": 2, "category_id": category["id"]}
         return _request(service, "POST", "/products", json=body)
 
-    responses = _all_at_once(7, race)
+    responses = all_at_once(7, race)
 
     deleted, assignments = responses[0], responses[1:]
     statuses = [response.status_code for response in responses]

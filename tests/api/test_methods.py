@@ -1,6 +1,5 @@
 """Methods: HEAD wherever GET (RFC 9110 §9.3.2), and a 405's `Allow` naming every method."""
 
-import asyncio
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -9,9 +8,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
-from starlette.types import Message
 
 from main import app
+from tests.asgi import sent_by_the_app
 
 MakeProduct = Callable[..., dict[str, Any]]
 
@@ -53,37 +52,9 @@ def test_head_answers_as_get_without_body(
     _assert_head_is_get_without_body(client, path)
 
 
-def _sent_by_the_app(method: str, path: str) -> list[Message]:
-    """What the app itself sends (an HTTP client drops the body of an answer to HEAD)."""
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"host", b"testserver")],
-        "server": ("testserver", 80),
-        "client": ("127.0.0.1", 50000),
-    }
-    asyncio.run(app(scope, receive, send))
-    return sent
-
-
 @pytest.mark.parametrize("path", ["/health", "/docs", "/openapi.json", "/no/such/thing"])
 def test_head_sends_no_body_bytes(path: str) -> None:
-    get, head = _sent_by_the_app("GET", path), _sent_by_the_app("HEAD", path)
+    get, head = sent_by_the_app("GET", path), sent_by_the_app("HEAD", path)
 
     assert head[0]["status"] == get[0]["status"]
     bodies = [message["body"] for message in head if message["type"] == "http.response.body"]

@@ -31,7 +31,10 @@ def _gauges(engine: Engine) -> dict[str, float | None]:
     registry = CollectorRegistry()
     register_pool_metrics(engine, registry)
     names = ["size", "checked_out", "idle", "overflow"]
-    return {name: registry.get_sample_value(f"catalog_database_pool_{name}") for name in names}
+    return {
+        name: registry.get_sample_value(f"catalog_database_pool_{name}", {"pool": "write"})
+        for name in names
+    }
 
 
 def _expected_size() -> int:
@@ -80,7 +83,24 @@ def test_the_gauges_follow_the_pool_a_dispose_makes(pooled_engine: Engine) -> No
     pooled_engine.dispose()  # what every lifespan does at its end: a new pool
 
     with pooled_engine.connect():
-        assert registry.get_sample_value("catalog_database_pool_checked_out") == 1
+        assert (
+            registry.get_sample_value("catalog_database_pool_checked_out", {"pool": "write"}) == 1
+        )
+
+
+def test_each_pool_has_its_own_series(pooled_engine: Engine, tmp_path: Path) -> None:
+    other_url = f"sqlite:///{tmp_path / 'reads.db'}"
+    reads = build_engine(other_url, Settings(database_url=other_url))
+    registry = CollectorRegistry()
+    register_pool_metrics(pooled_engine, registry, pool="write")
+    register_pool_metrics(reads, registry, pool="read")
+
+    with reads.connect():
+        assert registry.get_sample_value("catalog_database_pool_checked_out", {"pool": "read"}) == 1
+        assert (
+            registry.get_sample_value("catalog_database_pool_checked_out", {"pool": "write"}) == 0
+        )
+    reads.dispose()
 
 
 def test_an_in_memory_sqlite_pool_has_no_gauges() -> None:

@@ -9,6 +9,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, event
+from sqlalchemy.orm import Session
+
+from dependencies.database import get_database_session
+from main import app
 
 MakeCategory = Callable[..., dict[str, Any]]
 MakeProduct = Callable[..., dict[str, Any]]
@@ -300,3 +304,35 @@ def test_expand_on_one_product_is_one_select(
         ]
 
     assert len(_selects(sent)) == 1
+
+
+def test_every_read_of_either_resource_runs_on_the_read_session(
+    client: TestClient, make_category: MakeCategory, make_product: MakeProduct
+) -> None:
+    category = make_category()
+    product = make_product(category_id=category["id"])
+
+    def no_write_session() -> Iterator[Session]:
+        raise AssertionError("a read asked for the write session")
+        yield  # a generator dependency, like the one it replaces
+
+    app.dependency_overrides[get_database_session] = no_write_session
+    reads = [
+        "/categories",
+        f"/categories/{category['id']}",
+        "/products",
+        f"/products/{product['id']}",
+        "/products?expand=category",
+        f"/products/{product['id']}?expand=category",
+    ]
+    answers = {path: client.get(path) for path in reads}
+
+    assert {path: answer.status_code for path, answer in answers.items()} == dict.fromkeys(
+        reads, 200
+    )
+    assert answers[f"/products/{product['id']}?expand=category"].json()["category"] == {
+        "id": category["id"],
+        "name": category["name"],
+    }
+    # The override holds: a write, which needs the write session, fails.
+    assert client.post("/categories", json={"name": "Not written"}).status_code == 500

@@ -16,6 +16,7 @@ import dependencies.database as database_dependency
 from api.logs import JsonFormatter, TextFormatter
 from api.problems import install_problem_handlers
 from config import Settings
+from database.engine import engine
 
 ONE_MIB = 1024 * 1024
 
@@ -281,10 +282,10 @@ def test_no_free_connection_within_pool_timeout_is_503(monkeypatch: pytest.Monke
     async def needs_db(_slot: Annotated[None, Depends(slot)]) -> dict[str, str]:
         return {}
 
-    probe.state.database_slots = asyncio.Semaphore(1)
+    probe.state.database_slots = {engine: asyncio.Semaphore(1)}
     with TestClient(probe) as test_client:
         assert test_client.get("/needs-db").status_code == 200
-        probe.state.database_slots = asyncio.Semaphore(0)  # every connection is taken
+        probe.state.database_slots = {engine: asyncio.Semaphore(0)}  # every connection is taken
         response = test_client.get("/needs-db")
 
     assert response.status_code == 503

@@ -1,8 +1,8 @@
 """Writes are atomic by construction, on the engines the service really runs with.
 
-`database.engine.build_engine` and `reading` are what `database.engine` builds the service's
-`engine` and `read_engine` with; these tests build them the same way on a database of their
-own (they commit) and check what reaches the server.
+`database.engine.build_engine` and `build_read_engine` are what `database.engine` builds the
+service's `engine` and `read_engine` with; these tests build them the same way on a database of
+their own (they commit) and check what reaches the server.
 """
 
 from collections.abc import Iterator
@@ -17,7 +17,7 @@ import crud.products as crud
 from config import Settings
 from crud import shared
 from crud.errors import DuplicateSkuInBatch
-from database.engine import build_engine, reading
+from database.engine import build_engine, build_read_engine
 from database.session import SessionLocal
 from tests.databases import ON_POSTGRES, fresh_postgres_database, upgrade
 
@@ -117,13 +117,18 @@ def test_a_read_session_leaves_no_transaction_open_on_postgres(service_engine: E
     with SessionLocal(bind=service_engine) as session:
         created = crud.create_product(session, values={"name": "Read me", "price": 1})
 
-    with SessionLocal(bind=reading(service_engine)) as session:
+    read_engine = build_read_engine(
+        service_engine,
+        Settings(database_url=service_engine.url.render_as_string(hide_password=False)),
+    )
+    with SessionLocal(bind=read_engine) as session:
         session.execute(crud.RESOURCE.read, {shared.ROW_ID: created.id}).one()
         # No BEGIN was sent: the SELECT was its own transaction, a single round trip.
         after_read = _transaction_status(session)
+    read_engine.dispose()
     with SessionLocal(bind=service_engine) as session:
         session.execute(crud.RESOURCE.read, {shared.ROW_ID: created.id}).one()
-        # The same pool's connection, for a write session: transactional again.
+        # A write session's connection: every statement in a transaction.
         after_write_session_read = _transaction_status(session)
 
     assert after_read == pg.TRANSACTION_STATUS_IDLE

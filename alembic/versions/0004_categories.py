@@ -9,8 +9,8 @@ On PostgreSQL each step takes `products`' strongest lock only for a moment:
   step skips it (`IF NOT EXISTS`).
 SQLite cannot alter a constraint in place: batch mode copies `products` into a new table.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-11-26
 """
 
@@ -19,8 +19,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0003"
-down_revision: str | None = "0002"
+revision: str = "0004"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

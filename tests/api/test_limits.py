@@ -1,0 +1,199 @@
+"""Limits that keep one request from costing more than any valid one (docs/api.md, "Limits").
+
+In process here; tests/api/test_hostile_clients.py holds the same limits against a real server
+while other clients are served.
+"""
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.problems import MAX_LISTED_ERRORS
+from dependencies.conditional import MAX_ENTITY_TAGS
+from tests.asgi import sent_by_the_app
+
+MakeProduct = Callable[..., dict[str, Any]]
+MakeCategory = Callable[..., dict[str, Any]]
+PROBLEM = "application/problem+json"
+
+
+def _tags(count: int, first: int = 1) -> str:
+    return ", ".join(f'"{version}"' for version in range(first, first + count))
+
+
+def test_a_422_lists_the_first_50_errors_and_counts_them_all(client: TestClient) -> None:
+    # 30 items with 4 invalid fields each: 120 errors, none of them an unknown field.
+    bad = {"name": "", "price": -1, "quantity": "x", "sku": 7}
+
+    response = client.post("/products/bulk", json=[bad] * 30)
+
+    assert response.status_code == 422
+    problem = response.json()
+    assert len(problem["errors"]) == MAX_LISTED_ERRORS
+    assert problem["total_errors"] == 120
+    assert problem["detail"].endswith("(and 119 more)")
+    assert problem["errors"][0]["loc"] == ["body", 0, "sku"]
+
+
+def test_a_422_with_few_errors_lists_them_all(client: TestClient) -> None:
+    response = client.post("/products", json={"name": "", "price": -1})
+
+    assert response.json()["total_errors"] == len(response.json()["errors"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        # ~95,000 unknown fields in 1 MiB: pydantic would build one error for each.
+        ("/products", {"name": "x", "price": 1, **{f"{i:x}": 0 for i in range(95_000)}}),
+        # 51 unknown fields in all, spread over a batch: the limit is the body's, not an item's.
+        ("/products/bulk", [{"name": "x", "price": 1, f"extra{i}": 0} for i in range(51)]),
+    ],
+    ids=["one object", "a batch"],
+)
+def test_a_body_of_many_unknown_fields_gets_one_small_error(
+    client: TestClient, path: str, body: Any
+) -> None:
+    content = json.dumps(body, separators=(",", ":")).encode()
+    assert len(content) <= 1024 * 1024
+
+    response = client.post(path, content=content, headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 422
+    assert len(response.content) < 1000
+    assert response.json()["errors"] == [
+        {"loc": ["body"], "msg": response.json()["errors"][0]["msg"], "type": "too_many_fields"}
+    ]
+    assert response.json()["total_errors"] == 1
+
+
+def test_50_unknown_fields_are_each_an_error(client: TestClient) -> None:
+    body = {"name": "x", "price": 1, **{f"extra{i}": 0 for i in range(50)}}
+
+    response = client.post("/products", json=body)
+
+    assert response.json()["total_errors"] == 50
+    assert {error["type"] for error in response.json()["errors"]} == {"extra_forbidden"}
+
+
+def test_a_long_field_name_is_cut_in_the_422(client: TestClient) -> None:
+    response = client.post("/products", json={"name": "x", "price": 1, "x" * 100_000: 0})
+
+    assert response.status_code == 422
+    assert len(response.content) < 1000
+    assert response.json()["errors"][0]["loc"] == ["body", "x" * 100 + "…"]
+
+
+@pytest.mark.parametrize("method", ["PATCH", "PUT", "DELETE"])
+@pytest.mark.parametrize(
+    ("collection", "changes"), [("products", {"quantity": 9}), ("categories", {"name": "New"})]
+)
+def test_if_match_with_101_tags_is_400_and_changes_nothing(
+    client: TestClient,
+    make_product: MakeProduct,
+    make_category: MakeCategory,
+    method: str,
+    collection: str,
+    changes: dict[str, Any],
+) -> None:
+    row = make_product() if collection == "products" else make_category()
+    path = f"/{collection}/{row['id']}"
+    json_body = None if method == "DELETE" else changes
+
+    response = client.request(
+        method, path, json=json_body, headers={"If-Match": _tags(MAX_ENTITY_TAGS + 1)}
+    )
+
+    assert response.status_code == 400
+    assert response.headers["content-type"] == PROBLEM
+    assert "at most 100 entity tags" in response.json()["detail"]
+    assert client.get(path).json() == row
+
+
+def test_if_match_with_100_tags_is_compared(client: TestClient, make_product: MakeProduct) -> None:
+    product = make_product()
+    path = f"/products/{product['id']}"
+
+    # Tags 2..101 do not name version 1, tags 1..100 do.
+    stale = client.patch(path, json={"quantity": 9}, headers={"If-Match": _tags(100, first=2)})
+    fresh = client.patch(path, json={"quantity": 9}, headers={"If-Match": _tags(100)})
+
+    assert stale.status_code == 412
+    assert fresh.status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/products/999999", "/categories/999999"])
+def test_if_none_match_with_101_tags_is_400_before_the_row_is_read(
+    client: TestClient, path: str
+) -> None:
+    response = client.get(path, headers={"If-None-Match": _tags(101)})
+
+    assert response.status_code == 400
+    assert response.headers["content-type"] == PROBLEM
+
+
+@pytest.mark.parametrize(
+    ("header", "status"),
+    [
+        ('"a,b", "1"', 304),  # a comma inside a tag belongs to the tag
+        ('"7", , "1",', 304),  # empty list elements are allowed (RFC 9110 §5.6.1)
+        ('W/"1"', 304),  # If-None-Match uses the weak comparison
+        ('"1" "7"', 200),  # not a list of two: no tag of ours
+        ('"1"x', 200),
+        (", ".join(['"a,b"'] * 100) + ', "1"', 400),  # 101 tags, commas inside
+        ("," * 10_000 + '"1"', 304),  # empty elements are no tags
+    ],
+)
+def test_if_none_match_reads_a_list_of_entity_tags(
+    client: TestClient, make_product: MakeProduct, header: str, status: int
+) -> None:
+    product = make_product()
+
+    response = client.get(f"/products/{product['id']}", headers={"If-None-Match": header})
+
+    assert response.status_code == status
+
+
+def _answer_of_the_app(headers: list[tuple[bytes, bytes]], http_version: str = "1.1") -> Any:
+    """Status, content type, headers and body of the app's answer to a GET /health: straight
+    from the app, as a server that passes any head through (httptools) would call it."""
+    sent = sent_by_the_app("GET", "/health", headers, http_version)
+    start_headers = dict(sent[0]["headers"])
+    body = b"".join(message.get("body", b"") for message in sent[1:])
+    return sent[0]["status"], start_headers.get(b"content-type"), start_headers, body
+
+
+@pytest.mark.parametrize(
+    ("headers", "http_version", "status"),
+    [
+        ([], "1.1", 400),
+        ([(b"host", b"a"), (b"host", b"b")], "1.1", 400),
+        ([(b"host", b"a"), (b"host", b"b")], "1.0", 400),
+        ([], "1.0", 200),  # HTTP/1.0 predates Host
+        ([], "2", 200),  # HTTP/2 names the host in :authority
+        ([(b"host", b"a")], "1.1", 200),
+    ],
+)
+def test_a_request_needs_exactly_one_host(
+    headers: list[tuple[bytes, bytes]], http_version: str, status: int
+) -> None:
+    answered, content_type, _, _ = _answer_of_the_app(headers, http_version)
+
+    assert answered == status
+    if status == 400:
+        assert content_type == PROBLEM.encode()
+
+
+def test_headers_over_64_kib_in_all_are_431_and_close_the_connection() -> None:
+    many = [(b"host", b"a")] + [(b"x-part", b"a" * 1000)] * 66
+
+    status, content_type, headers, body = _answer_of_the_app(many)
+
+    assert status == 431
+    assert content_type == PROBLEM.encode()
+    assert headers[b"connection"] == b"close"
+    assert b"65536" in body
+    assert _answer_of_the_app(many[:60])[0] == 200
