@@ -25,7 +25,7 @@ from api.middleware import (
 )
 from api.openapi import install_openapi
 from api.problems import install_problem_handlers
-from api.routes import products, service
+from api.routes import categories, products, service
 from config import get_settings
 from crud.health import required_revision, schema_revision
 from database.engine import engine, read_engine
@@ -104,6 +104,9 @@ to 1000 of them in one all-or-nothing request.
 - **Listing**: filter (`q`, `sku`, `min_price`, `max_price`, `in_stock`), sort (`sort=-price,name`)
   and page by offset (`skip`) or by cursor (follow the `Link: rel="next"` header).
   `X-Total-Count` holds the number of matching products.
+- **Categories**: the same conventions at `/categories`; a product names one with
+  `category_id`, `GET /products?category_id=N` lists its products, and `expand=category`
+  embeds it. A category that products still name cannot be deleted (409).
 - **Writes** need an API key (`Authorization: Bearer <key>` or `X-API-Key`) when the server
   has `API_KEYS` set; reads are public.
 - Every response carries `X-Request-ID`.
@@ -157,6 +160,7 @@ app.add_middleware(RequestHeadMiddleware, max_bytes=MAX_HEADER_BYTES)
 app.add_middleware(RequestContextMiddleware)  # outermost: sees and tags every response
 install_problem_handlers(app)
 app.include_router(products.router)
+app.include_router(categories.router)
 app.include_router(service.router)
 app.include_router(metrics_router)
 install_offline_docs(app)

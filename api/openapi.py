@@ -3,8 +3,10 @@
 Routes declare the statuses they can answer with `problem_responses(...)` and their success
 headers; `build_openapi` then fixes what FastAPI cannot express on its own: errors are
 `application/problem+json` with the `Problem` schema (422 included), every response carries
-`X-Request-ID`, PATCH also takes `application/merge-patch+json`, the response schema of a
-product is called `Product`, and the API-key security is declared only when `API_KEYS` is set.
+`X-Request-ID`, PATCH also takes `application/merge-patch+json`, a resource's response
+schema is called by its name (`Product`, not `ProductRead`), and the API-key security is
+declared only when `API_KEYS` is set. `*_responses(resource)` give the usual operations on a
+resource (list, create, read, update, delete) their documented answers.
 """
 
 from collections.abc import Mapping
@@ -51,6 +53,11 @@ _WHY: dict[int, str] = {
     422: "A parameter or a body field is invalid; `errors` lists each one.",
     503: "The database is unavailable or overloaded; retry after `Retry-After` seconds.",
 }
+# Why a read, an update or a delete answers 400: a precondition naming more entity tags than
+# dependencies.conditional.MAX_ENTITY_TAGS (or, for an update, a body that is not JSON).
+_READ_400 = {400: "`If-None-Match` names more than 100 entity tags."}
+_UPDATE_400 = {400: "The body is not valid JSON, or `If-Match` names over 100 tags."}
+_DELETE_400 = {400: "`If-Match` names more than 100 entity tags."}
 _ERROR_HEADERS: dict[int, dict[str, Any]] = {
     401: {"WWW-Authenticate": _header("`Bearer`: how to authenticate.")},
     503: {"Retry-After": _header("Seconds to wait before retrying.")},
@@ -90,30 +97,36 @@ def _document_idempotency(operation: dict[str, Any]) -> None:
             response["headers"]["Retry-After"] = _ERROR_HEADERS[503]["Retry-After"]
 
 
-def _links_to_the_product(id_expression: str) -> dict[str, Any]:
-    """OpenAPI links from a response naming a product to what a client does next with it."""
-    by_id = {"product_id": id_expression}
+def _links_to(resource: str, *operations: str) -> dict[str, Any]:
+    """OpenAPI links from a response naming a `resource` (its body's `id`) to what a client
+    does next with it: read it, and the `operations` that take its id and its ETag."""
+    by_id = {f"{resource}_id": "$response.body#/id"}
     with_etag = {**by_id, "header.If-Match": "$response.header.ETag"}
-    return {
-        "ReadProduct": {"operationId": "read_product", "parameters": by_id},
-        "ReplaceProduct": {"operationId": "replace_product", "parameters": with_etag},
-        "PatchProduct": {"operationId": "patch_product", "parameters": with_etag},
-        "ChangeStock": {"operationId": "change_stock", "parameters": with_etag},
-        "DeleteProduct": {"operationId": "delete_product", "parameters": with_etag},
-    }
+    links = {f"Read{resource.title()}": {"operationId": f"read_{resource}", "parameters": by_id}}
+    for operation in operations:
+        name = "".join(word.title() for word in operation.split("_"))
+        links[name] = {"operationId": operation, "parameters": with_etag}
+    return links
 
 
+_PRODUCT_LINKS = _links_to(
+    "product", "replace_product", "patch_product", "change_stock", "delete_product"
+)
+_CATEGORY_LINKS = _links_to("category", "replace_category", "patch_category", "delete_category")
 # (operationId, status) -> links: the flows a stateful client (or fuzzer) can follow.
 _LINKS = {
-    ("create_product", "201"): _links_to_the_product("$response.body#/id"),
-    ("read_product", "200"): _links_to_the_product("$response.body#/id"),
-    ("patch_product", "200"): _links_to_the_product("$response.body#/id"),
+    ("create_product", "201"): _PRODUCT_LINKS,
+    ("read_product", "200"): _PRODUCT_LINKS,
+    ("patch_product", "200"): _PRODUCT_LINKS,
     ("create_products", "201"): {
         "ReadFirstProduct": {
             "operationId": "read_product",
             "parameters": {"product_id": "$response.body#/0/id"},
         }
     },
+    ("create_category", "201"): _CATEGORY_LINKS,
+    ("read_category", "200"): _CATEGORY_LINKS,
+    ("patch_category", "200"): _CATEGORY_LINKS,
 }
 
 
@@ -131,6 +144,53 @@ def problem_responses(
             **({"headers": _ERROR_HEADERS[status]} if status in _ERROR_HEADERS else {}),
         }
         for status in statuses
+    }
+
+
+def list_responses(resources: str) -> dict[int | str, dict[str, Any]]:
+    """A listing's answers: one page of `resources` (plural), or a 422."""
+    return {
+        200: {"description": f"One page of {resources}.", "headers": LIST_HEADERS},
+        **problem_responses(422, 503),
+    }
+
+
+def create_responses(why: Mapping[int, str]) -> dict[int | str, dict[str, Any]]:
+    return {
+        201: {"description": "Created.", "headers": {**LOCATION_HEADER, **ETAG_HEADER}},
+        **problem_responses(400, 401, 409, 413, 415, 422, 503, why=why),
+    }
+
+
+def read_responses(resource: str) -> dict[int | str, dict[str, Any]]:
+    return {
+        200: {"description": f"The {resource}.", "headers": ETAG_HEADER},
+        304: {
+            "description": "Not Modified: `If-None-Match` names the current ETag.",
+            "headers": ETAG_HEADER,
+        },
+        **problem_responses(400, 404, 422, 503, resource=resource, why=_READ_400),
+    }
+
+
+def update_responses(resource: str, why: Mapping[int, str]) -> dict[int | str, dict[str, Any]]:
+    statuses = (400, 401, 404, 409, 412, 413, 415, 422, 503)
+    return {
+        200: {"description": f"The {resource} after the change.", "headers": ETAG_HEADER},
+        **problem_responses(*statuses, resource=resource, why={**_UPDATE_400, **why}),
+    }
+
+
+def delete_responses(
+    resource: str, *statuses: int, why: Mapping[int, str] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """A delete's answers; `statuses` are those beyond the usual (a 409 of its own rule)."""
+    reasons = {**_DELETE_400, **(why or {})}
+    return {
+        204: {"description": "Deleted."},
+        **problem_responses(
+            400, 401, 404, *statuses, 412, 422, 503, resource=resource, why=reasons
+        ),
     }
 
 
@@ -159,7 +219,8 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         description=app.description,
         routes=app.routes,
     )
-    _rename_schema(document, "ProductRead", "Product")
+    for name in [name for name in document["components"]["schemas"] if name.endswith("Read")]:
+        _rename_schema(document, name, name.removesuffix("Read"))
     if not get_settings().api_keys:
         # Writes are open: the document must not claim that they need a key.
         document["components"].pop("securitySchemes", None)
@@ -171,8 +232,10 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
     # Fields that may be left out of an update but never be null: no `default: null` either.
-    for field in ("name", "price", "quantity"):
-        schemas["ProductUpdate"]["properties"][field].pop("default", None)
+    for name in (name for name in schemas if name.endswith("Update")):
+        for field in schemas[name]["properties"].values():
+            if "anyOf" not in field and field.get("default", ...) is None:
+                del field["default"]
 
     for path_item in document["paths"].values():
         for method, operation in path_item.items():

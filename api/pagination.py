@@ -11,20 +11,44 @@ import binascii
 import hashlib
 import hmac
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, NoReturn
 from urllib.parse import urlencode
 
-from fastapi import Request
+from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
+from pydantic import TypeAdapter
 
-from crud.shared import SortKey
+from api import responses
+from crud.shared import Paging, SortKey
 from schemas.listing import ListQuery
 
 _KEY = b"catalog.cursor.v1"
 _DIGEST_SIZE = 12
+
+
+def page_response(
+    request: Request,
+    query: ListQuery,
+    *,
+    sort_keys: Callable[[Sequence[tuple[str, bool]]], Sequence[SortKey]],
+    fetch: Callable[[Paging], tuple[Sequence[Any], int]],
+    adapter: TypeAdapter[Any],
+) -> Response:
+    """A listing's answer: the page `fetch` reads (with `X-Total-Count`, the number of all the
+    rows that match), and `Link`s to the next, previous and first pages."""
+    keys = sort_keys(query.sort_order)
+    binding = cursor_binding(request, query)
+    after = decode_cursor(query.cursor, binding, keys) if query.cursor else None
+    # One row more than the page tells whether there is a next page.
+    rows, total = fetch(Paging(keys, after=after, skip=query.skip, limit=query.limit + 1))
+    headers = {"X-Total-Count": str(total)}
+    following = next_cursor(rows, query.limit, keys, binding)
+    if link := page_links(request, query, next_cursor=following):
+        headers["Link"] = link
+    return responses.many(adapter, rows[: query.limit], headers=headers)
 
 
 def cursor_binding(request: Request, query: ListQuery) -> bytes:

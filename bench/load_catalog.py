@@ -3,9 +3,11 @@
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/catalog_bench \
         .venv/bin/python bench/load_catalog.py
 
-Creates the database if it is missing, applies the migrations, empties `products`, then
-inserts with one INSERT ... SELECT over generate_series (PostgreSQL only). Every 100,000th
-product mentions "zanzibar" in its description: the rare word of the search benchmark.
+Creates the database if it is missing, applies the migrations, empties `products` and
+`categories`, then inserts with one INSERT ... SELECT over generate_series each (PostgreSQL
+only). Every 100,000th product mentions "zanzibar" in its description: the rare word of the
+search benchmark. There are 50 categories; nine products in ten name one, the tenth none, so
+`expand=category` embeds both kinds on every page.
 """
 
 import argparse
@@ -23,8 +25,15 @@ sys.path.insert(0, str(PROJECT_DIR))
 
 from config import get_settings  # noqa: E402
 
+CATEGORIES = 50
+LOAD_CATEGORIES = """
+INSERT INTO categories (name, description)
+SELECT 'Category ' || g, 'Category number ' || g FROM generate_series(1, :count) AS g
+"""
 LOAD = """
-INSERT INTO products (sku, name, description, price, quantity, created_at, updated_at, version)
+INSERT INTO products (
+    sku, name, description, price, quantity, created_at, updated_at, version, category_id
+)
 SELECT
     'SKU-' || g,
     (ARRAY['Red','Blue','Green','Black','White','Small','Large','Classic','Premium','Eco'])
@@ -38,7 +47,8 @@ SELECT
     (g * 31) % 50,
     TIMESTAMPTZ '2026-01-01' + g * INTERVAL '1 second',
     TIMESTAMPTZ '2026-01-01' + g * INTERVAL '1 second',
-    1
+    1,
+    CASE WHEN g % 10 = 0 THEN NULL ELSE 1 + (g / 10) % :categories END
 FROM generate_series(1, :count) AS g
 """
 
@@ -57,7 +67,7 @@ def ensure_database(database_url: str) -> None:
 
 
 def load(database_url: str, count: int) -> float:
-    """Migrate, empty and fill `products`; return the seconds it took."""
+    """Migrate, empty and fill `categories` and `products`; return the seconds it took."""
     engine = create_engine(database_url)
     if engine.dialect.name != "postgresql":
         sys.exit("load_catalog.py needs a PostgreSQL DATABASE_URL")
@@ -68,10 +78,12 @@ def load(database_url: str, count: int) -> float:
         config.attributes["connection"] = connection
         config.attributes["configure_logging"] = False
         command.upgrade(config, "head")
-        connection.execute(text("TRUNCATE products RESTART IDENTITY"))
-        connection.execute(text(LOAD), {"count": count})
+        connection.execute(text("TRUNCATE products, categories RESTART IDENTITY"))
+        connection.execute(text(LOAD_CATEGORIES), {"count": CATEGORIES})
+        connection.execute(text(LOAD), {"count": count, "categories": CATEGORIES})
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         connection.execute(text("VACUUM ANALYZE products"))
+        connection.execute(text("VACUUM ANALYZE categories"))
     engine.dispose()
     return time.perf_counter() - started
 

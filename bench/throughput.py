@@ -56,6 +56,7 @@ APPS = {
 SCENARIOS = {
     "GET one": "get_one.lua",
     "list 100": "list_100.lua",
+    "list 100 expand": "list_100_expand.lua",
     "POST": "post.lua",
     "POST idempotent": "post_idempotent.lua",
     "PATCH": "patch.lua",

@@ -4,6 +4,7 @@ The generic errors take the resource's name (`NotFound`, `StaleVersion`, `Duplic
 each resource adds only its name or its own rule (`ProductNotFound`, `DuplicateSku`).
 """
 
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -30,6 +31,10 @@ class NotFound(CatalogError):
 
 class ProductNotFound(NotFound):
     resource = "Product"
+
+
+class CategoryNotFound(NotFound):
+    resource = "Category"
 
 
 class StaleVersion(CatalogError):
@@ -61,13 +66,70 @@ class SchemaNotReady(CatalogError):
         )
 
 
-class DuplicateSku(CatalogError):
+class DuplicateValue(CatalogError):
+    """A unique constraint refused a value; a subclass names the resource's field."""
+
     status = HTTPStatus.CONFLICT
+
+    def __init__(self, resource: str, field: str, value: str | None, *, note: str = "") -> None:
+        super().__init__(
+            f"A {resource} with {field} {value!r} already exists{note}", **{field: value}
+        )
+
+
+class DuplicateSku(DuplicateValue):
     type = "urn:catalog:problem:duplicate-sku"
     title = "Duplicate SKU"
 
     def __init__(self, sku: str | None) -> None:
-        super().__init__(f"A product with sku {sku!r} already exists", sku=sku)
+        super().__init__("product", "sku", sku)
+
+
+class DuplicateCategoryName(DuplicateValue):
+    type = "urn:catalog:problem:duplicate-category-name"
+    title = "Duplicate category name"
+
+    def __init__(self, name: str | None) -> None:
+        super().__init__("category", "name", name, note=" (names are compared ignoring case)")
+
+
+class UnknownCategory(CatalogError):
+    """A product names a category that does not exist: the foreign key refused the write."""
+
+    status = HTTPStatus.UNPROCESSABLE_ENTITY
+    type = "urn:catalog:problem:unknown-category"
+    title = "Unknown category"
+
+    def __init__(self, category_ids: Mapping[int | None, int | None]) -> None:
+        """`category_ids`: the unknown id of each refused body, by its index in a bulk
+        request (None: the request's one body)."""
+        errors = [
+            {
+                "loc": ["body", *([] if index is None else [index]), "category_id"],
+                "msg": f"Category {category_id} does not exist",
+                "type": "unknown_category",
+            }
+            for index, category_id in category_ids.items()
+        ]
+        first = errors[0]
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        where = ".".join(str(part) for part in first["loc"])
+        super().__init__(f"{where}: {first['msg']}{more}", errors=errors)
+
+
+class CategoryInUse(CatalogError):
+    """A category that products still name cannot be deleted: the foreign key refused it."""
+
+    status = HTTPStatus.CONFLICT
+    type = "urn:catalog:problem:category-in-use"
+    title = "Category in use"
+
+    def __init__(self, category_id: int, products: int) -> None:
+        named = f"{products} product{'' if products == 1 else 's'}" if products else "products"
+        super().__init__(
+            f"Category {category_id} is still named by {named}: move or delete them first",
+            products=products,
+        )
 
 
 class DuplicateSkuInBatch(CatalogError):

@@ -1,33 +1,35 @@
 """Every query on `products`. Writes commit here, before the route builds its response.
 
-Every statement is Core, on the `products` table (`models.Product` is its schema): a request
-reads or writes a few rows and answers with them, so rows come back as `ProductRecord`s
-without the ORM's unit of work, identity map or per-instance state. The statements are built
-once, with bound parameters, and reused.
+Two kinds of query, one way each:
+- A query of the `products` table alone — every write, and every read without `expand` — is
+  a Core statement (`models.Product` is its schema): a request reads or writes a few rows and
+  answers with them, so rows come back as `ProductRecord`s without the ORM's unit of work,
+  identity map or per-instance state. The statements are built once and reused.
+- A read that embeds each product's category (`expand=category`) is an ORM query of
+  `Product` with `joinedload(Product.category)`: the relationship loading the guide teaches,
+  one `LEFT OUTER JOIN` in the same statement whatever the page size. The relationship is
+  `lazy="raise"`, so nothing reads it without loading it here first.
 """
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from functools import lru_cache
 from typing import Any, NamedTuple, NoReturn
 
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
     Integer,
-    Update,
     bindparam,
     cast,
-    delete,
     insert,
     or_,
     select,
     update,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from crud import shared
 from crud.errors import (
@@ -36,12 +38,17 @@ from crud.errors import (
     InsufficientStock,
     ProductNotFound,
     StaleVersion,
+    UnknownCategory,
 )
-from models import Product
+from models import Category, Product
 from models.product import INT4_MAX, SORTABLE_FIELDS
 
 PRODUCTS = Product.metadata.tables[Product.__tablename__]
+RESOURCE = shared.Resource(PRODUCTS, not_found=ProductNotFound, sortable=SORTABLE_FIELDS)
 SKU_CONSTRAINT = "uq_products_sku"
+CATEGORY_CONSTRAINT = "fk_products_category_id_categories"
+# Each product with its category (or None), from one statement.
+_WITH_CATEGORY = select(Product).options(joinedload(Product.category))
 
 
 class ProductRecord(NamedTuple):
@@ -56,6 +63,7 @@ class ProductRecord(NamedTuple):
     created_at: datetime
     updated_at: datetime
     version: int
+    category_id: int | None
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,7 @@ class ProductFilters:
     min_price: Decimal | None = None
     max_price: Decimal | None = None
     in_stock: bool | None = None
+    category_id: int | None = None
 
     def where(self) -> list[ColumnElement[bool]]:
         clauses: list[ColumnElement[bool]] = []
@@ -86,100 +95,86 @@ class ProductFilters:
             clauses.append(PRODUCTS.c.price <= self.max_price)
         if self.in_stock is not None:
             clauses.append(PRODUCTS.c.quantity > 0 if self.in_stock else PRODUCTS.c.quantity == 0)
+        if self.category_id is not None:
+            clauses.append(PRODUCTS.c.category_id == self.category_id)
         return clauses
 
 
-# The only columns a client can sort by: user text never reaches SQL as text.
-SORTABLE = {field: PRODUCTS.c[field] for field in SORTABLE_FIELDS}
-
-_BY_ID = shared.by_id(PRODUCTS)
-_VERSION_GUARD = shared.version_guard(PRODUCTS)
-_NEXT_VERSION = PRODUCTS.c.version + 1
-_ROW_BY_ID = select(*PRODUCTS.c).where(_BY_ID)
-_INSERT = insert(PRODUCTS).returning(*PRODUCTS.c)
 # `quantity + delta`, computed as BIGINT so that the check itself cannot overflow the column.
 _NEW_QUANTITY = PRODUCTS.c.quantity + cast(bindparam("delta", type_=Integer), BigInteger)
-
-
-def _guarded(statement: Any, guarded: bool) -> Any:
-    return statement.where(_VERSION_GUARD) if guarded else statement
-
-
-# Each write in two forms, without and with the If-Match guard.
+# The stock change, without and with the If-Match guard.
 _STOCK = {
-    guarded: _guarded(
+    guarded: RESOURCE.guarded(
         update(PRODUCTS)
-        .where(_BY_ID, _NEW_QUANTITY.between(0, INT4_MAX))
-        .values(quantity=PRODUCTS.c.quantity + bindparam("delta"), version=_NEXT_VERSION),
+        .where(RESOURCE.by_id, _NEW_QUANTITY.between(0, INT4_MAX))
+        .values(quantity=PRODUCTS.c.quantity + bindparam("delta"), version=RESOURCE.next_version),
         guarded,
     ).returning(*PRODUCTS.c)
     for guarded in (False, True)
 }
-_DELETE = {
-    guarded: _guarded(delete(PRODUCTS).where(_BY_ID), guarded).returning(PRODUCTS.c.id)
-    for guarded in (False, True)
-}
 
 
-@lru_cache(maxsize=64)  # one per set of changed fields (at most 31), with and without If-Match
-def _update_statement(fields: tuple[str, ...], guarded: bool) -> Update:
-    # Parameters named `new_<field>`: SQLAlchemy reserves the column names for SET.
-    assignments = {
-        field: bindparam(f"new_{field}", type_=PRODUCTS.c[field].type) for field in fields
+def _conflicts(values: Mapping[str, Any]) -> shared.Conflicts:
+    """What the constraints of a product write mean, for the values it wrote."""
+    return {
+        SKU_CONSTRAINT: lambda: DuplicateSku(values.get("sku")),
+        CATEGORY_CONSTRAINT: lambda: UnknownCategory({None: values.get("category_id")}),
     }
-    statement = update(PRODUCTS).where(_BY_ID).values({**assignments, "version": _NEXT_VERSION})
-    updated: Update = _guarded(statement, guarded).returning(*PRODUCTS.c)
-    return updated
 
 
-def _explain(session: Session, product_id: int) -> NoReturn:
-    shared.explain_no_match(session, PRODUCTS, product_id, not_found=ProductNotFound)
-
-
-def read_product(session: Session, product_id: int) -> ProductRecord:
-    """One product; `ProductNotFound` if there is none."""
+def read_product(
+    session: Session, product_id: int, *, with_category: bool = False
+) -> ProductRecord | Product:
+    """One product; `ProductNotFound` if there is none. With `with_category`, a `Product`
+    with its category loaded, in the same statement."""
+    if not with_category:
+        return ProductRecord._make(shared.read_row(session, RESOURCE, product_id))
     with shared.reading(session):
-        row = session.execute(_ROW_BY_ID, {shared.ROW_ID: product_id}).one_or_none()
-    if row is None:
+        product = session.execute(
+            _WITH_CATEGORY.where(RESOURCE.by_id), {shared.ROW_ID: product_id}
+        ).scalar_one_or_none()
+    if product is None:
         raise ProductNotFound(product_id)
-    return ProductRecord._make(row)
+    return product
 
 
 def list_products(
     session: Session,
     *,
     filters: ProductFilters,
-    sort: Sequence[shared.SortKey],
-    after: Sequence[Any] | None = None,
-    skip: int = 0,
-    limit: int,
-) -> tuple[list[ProductRecord], int]:
-    """One page in `sort` order (offset paging with `skip`, keyset paging with `after`), and
-    the number of all the products that match the filters."""
+    paging: shared.Paging,
+    with_category: bool = False,
+) -> tuple[Sequence[ProductRecord | Product], int]:
+    """One page of the products that match the filters, and how many match in all; with
+    `with_category`, as `Product`s with their category loaded, in the same statement."""
+    if with_category:
+        return shared.list_page(
+            session,
+            PRODUCTS,
+            where=filters.where(),
+            paging=paging,
+            rows=_WITH_CATEGORY,
+            record=_first,
+        )
     return shared.list_page(
-        session,
-        PRODUCTS,
-        where=filters.where(),
-        keys=sort,
-        after=after,
-        skip=skip,
-        limit=limit,
-        record=ProductRecord._make,
+        session, PRODUCTS, where=filters.where(), paging=paging, record=ProductRecord._make
     )
+
+
+def _first(items: Sequence[Any]) -> Product:
+    product: Product = items[0]
+    return product
 
 
 def sort_keys(requested: Sequence[tuple[str, bool]]) -> list[shared.SortKey]:
     """`requested` (field, descending) pairs as the columns to sort by, `id` breaking ties."""
-    return shared.sort_keys(SORTABLE, requested)
+    return shared.sort_keys(RESOURCE, requested)
 
 
 def create_product(session: Session, *, values: Mapping[str, Any]) -> ProductRecord:
-    sku = values.get("sku")
-    with shared.transaction(
-        session, PRODUCTS, conflicts={SKU_CONSTRAINT: lambda: DuplicateSku(sku)}
-    ):
-        row = session.execute(_INSERT, dict(values)).one()
-    return ProductRecord._make(row)
+    return ProductRecord._make(
+        shared.insert_row(session, RESOURCE, values, conflicts=_conflicts(values))
+    )
 
 
 def create_products(session: Session, *, rows: Sequence[Mapping[str, Any]]) -> list[ProductRecord]:
@@ -192,7 +187,10 @@ def create_products(session: Session, *, rows: Sequence[Mapping[str, Any]]) -> l
         with shared.transaction(session, PRODUCTS):
             created = session.execute(statement, [dict(row) for row in rows]).all()
     except IntegrityError as exc:
-        if shared.violated_constraint(exc, PRODUCTS) != SKU_CONSTRAINT:
+        violated = shared.violated_constraint(exc, PRODUCTS)
+        if violated == CATEGORY_CONSTRAINT:
+            raise _unknown_categories(session, rows) from exc
+        if violated != SKU_CONSTRAINT:
             raise
         # The constraint has decided; this query only names the items it refused.
         skus = {row["sku"] for row in rows if row.get("sku") is not None}
@@ -202,6 +200,20 @@ def create_products(session: Session, *, rows: Sequence[Mapping[str, Any]]) -> l
             raise DuplicateSku(None) from exc
         raise DuplicateSkuInBatch(conflicts, reason="already exists") from exc
     return [ProductRecord._make(row) for row in created]
+
+
+def _unknown_categories(session: Session, rows: Sequence[Mapping[str, Any]]) -> UnknownCategory:
+    """The items of a bulk create whose category the foreign key refused (it has decided;
+    this query only names them)."""
+    named = {row["category_id"] for row in rows if row.get("category_id") is not None}
+    existing = set(session.scalars(select(Category.id).where(Category.id.in_(named))))
+    unknown: dict[int | None, int | None] = {
+        index: row["category_id"]
+        for index, row in enumerate(rows)
+        if row.get("category_id") is not None and row["category_id"] not in existing
+    }
+    # Empty only if a category of that id was created meanwhile: still refused.
+    return UnknownCategory(unknown or {None: None})
 
 
 def _repeated_skus(rows: Sequence[Mapping[str, Any]]) -> dict[int, str]:
@@ -221,22 +233,13 @@ def update_product(
     expected_versions: Collection[int] | None = None,
 ) -> ProductRecord:
     """Apply `changes` (and version + 1) in one UPDATE ... RETURNING."""
-    if not changes:
-        current = read_product(session, product_id)
-        if expected_versions is not None and current.version not in expected_versions:
-            raise StaleVersion("Product", product_id, current.version)
-        return current
-    fields = tuple(sorted(changes))
-    sku = changes.get("sku")
-    row = shared.write_one(
+    row = shared.update_row(
         session,
-        PRODUCTS,
-        _update_statement(fields, expected_versions is not None),
-        {f"new_{field}": changes[field] for field in fields},
-        row_id=product_id,
+        RESOURCE,
+        product_id,
+        changes=changes,
         expected_versions=expected_versions,
-        explain=lambda: _explain(session, product_id),
-        conflicts={SKU_CONSTRAINT: lambda: DuplicateSku(sku)},
+        conflicts=_conflicts(changes),
     )
     return ProductRecord._make(row)
 
@@ -271,12 +274,4 @@ def change_stock(
 def delete_product(
     session: Session, product_id: int, *, expected_versions: Collection[int] | None = None
 ) -> None:
-    shared.write_one(
-        session,
-        PRODUCTS,
-        _DELETE[expected_versions is not None],
-        {},
-        row_id=product_id,
-        expected_versions=expected_versions,
-        explain=lambda: _explain(session, product_id),
-    )
+    shared.delete_row(session, RESOURCE, product_id, expected_versions=expected_versions)

@@ -10,7 +10,7 @@ from sqlalchemy import LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base
-from models.product import UTCDateTime
+from models.columns import UTCDateTime
 
 CALLER_LENGTH = 64  # a SHA-256 digest in hex
 KEY_MAX_LENGTH = 255  # the contract's (and Stripe's) limit

@@ -1,15 +1,16 @@
 """Step 3 of the guide: the `products` table."""
 
-from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING
 
-from sqlalchemy import CheckConstraint, DateTime, Dialect, Index, Numeric, String, func
-from sqlalchemy.engine.default import DefaultExecutionContext
-from sqlalchemy.orm import Mapped, mapped_column
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Numeric, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base
+from models.columns import CreatedAt, UpdatedAt, Version
+
+if TYPE_CHECKING:
+    from models.category import Category
 
 SKU_MAX_LENGTH = 64
 NAME_MAX_LENGTH = 100
@@ -18,31 +19,6 @@ PRICE_PRECISION, PRICE_SCALE = 10, 2
 INT4_MAX = 2_147_483_647  # `quantity`, `version` and the ids are 4-byte integers
 # The orders a listing may be sorted in: each is served by an index below.
 SORTABLE_FIELDS = ("id", "name", "price", "quantity", "created_at", "updated_at")
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _created_at(context: DefaultExecutionContext) -> datetime:
-    # A new row's updated_at equals its created_at, not a few microseconds later.
-    created: datetime = context.get_current_parameters()["created_at"]  # type: ignore[no-untyped-call]
-    return created
-
-
-class _SQLiteUTCDateTime(TypeDecorator[datetime]):
-    """SQLite stores no time zone: its timestamps (all written in UTC) come back marked UTC."""
-
-    impl = DateTime
-    cache_ok = True
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        return None if value is None else value.replace(tzinfo=UTC)
-
-
-# PostgreSQL's timestamptz needs no processing: the service's sessions use the UTC time zone
-# (database.engine), so values arrive as UTC datetimes, ready to be written with "Z".
-UTCDateTime = DateTime(timezone=True).with_variant(_SQLiteUTCDateTime(), "sqlite")
 
 
 class Product(Base):
@@ -57,6 +33,9 @@ class Product(Base):
         Index("ix_products_quantity_id", "quantity", "id"),
         Index("ix_products_created_at_id", "created_at", "id"),
         Index("ix_products_updated_at_id", "updated_at", "id"),
+        # `category_id = N`, in id order (the default sort and its keyset cursor), and the
+        # lookup PostgreSQL makes for the foreign key when a category is deleted.
+        Index("ix_products_category_id_id", "category_id", "id"),
         # `q` (ILIKE '%text%') on PostgreSQL: trigram GIN indexes; SQLite scans instead.
         Index(
             "ix_products_name_trgm",
@@ -82,17 +61,11 @@ class Product(Base):
     description: Mapped[str | None] = mapped_column(String(DESCRIPTION_MAX_LENGTH))
     price: Mapped[Decimal] = mapped_column(Numeric(PRICE_PRECISION, PRICE_SCALE))
     quantity: Mapped[int] = mapped_column(default=0, server_default="0")
-    # Stamped by the service (microseconds, UTC) so both databases store one comparable format;
-    # SQLite's CURRENT_TIMESTAMP has whole seconds in another text layout, which would break
-    # keyset paging on ties. The server default still covers rows written by hand.
-    created_at: Mapped[datetime] = mapped_column(
-        UTCDateTime, default=_utc_now, server_default=func.now()
-    )
-    updated_at: Mapped[datetime] = mapped_column(
-        UTCDateTime,
-        default=_created_at,
-        onupdate=_utc_now,
-        server_default=func.now(),
-    )
-    # Optimistic concurrency: +1 on every write; the ETag is this number.
-    version: Mapped[int] = mapped_column(default=1, server_default="1")
+    created_at: Mapped[CreatedAt]
+    updated_at: Mapped[UpdatedAt]
+    version: Mapped[Version]
+    # Nullable, and last: migration 0004 adds it to a live table without rewriting it.
+    category_id: Mapped[int | None] = mapped_column(ForeignKey("categories.id"))
+    # Never loaded lazily: a query that needs it says so (crud/products.py, `joinedload`), and
+    # reading it anywhere else raises instead of sending a query per product.
+    category: Mapped["Category | None"] = relationship(lazy="raise")

@@ -2,10 +2,11 @@
 
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Annotated, Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     Field,
     WithJsonSchema,
     field_validator,
@@ -13,6 +14,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from models.category import CATEGORY_SORTABLE_FIELDS
 from models.product import INT4_MAX, SORTABLE_FIELDS
 from schemas.product import FILTER_TEXT_PATTERN, PRICE_MAX, reject_control_characters
 
@@ -84,6 +86,14 @@ class ListQuery(BaseModel):
         return self.model_dump(exclude={"skip", "limit", "cursor", "sort"})
 
 
+# `q`: a substring to look for, matched case-insensitively.
+SearchText = Annotated[
+    str,
+    Field(min_length=1, max_length=200, json_schema_extra={"pattern": FILTER_TEXT_PATTERN}),
+    # pydantic's own `pattern` runs on a regex engine without surrogates: checked here.
+    BeforeValidator(reject_control_characters),
+]
+
 FilterPrice = Annotated[
     Decimal,
     Field(ge=0, le=PRICE_MAX, allow_inf_nan=False, max_digits=12, decimal_places=2),
@@ -99,12 +109,8 @@ class ProductQuery(ListQuery):
     SORT_FIELDS = SORTABLE_FIELDS
 
     sort: str = sort_parameter(SORTABLE_FIELDS)
-    q: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=200,
-        json_schema_extra={"pattern": FILTER_TEXT_PATTERN},
-        description="Case-insensitive substring of `name` or `description`.",
+    q: SearchText | None = Field(
+        default=None, description="Case-insensitive substring of `name` or `description`."
     )
     sku: str | None = Field(
         default=None, pattern=r"^[A-Za-z0-9._-]{1,64}$", description="Exact sku."
@@ -114,12 +120,9 @@ class ProductQuery(ListQuery):
     in_stock: bool | None = Field(
         default=None, description="`true`: quantity > 0; `false`: quantity = 0."
     )
-
-    @field_validator("q", mode="before")
-    @classmethod
-    def _printable_text(cls, value: object) -> object:
-        # pydantic's own `pattern` runs on a regex engine without surrogates: checked here.
-        return reject_control_characters(value)
+    category_id: int | None = Field(
+        default=None, ge=1, le=INT4_MAX, description="Only the products of this category."
+    )
 
     @model_validator(mode="after")
     def _price_range(self) -> Self:
@@ -130,3 +133,16 @@ class ProductQuery(ListQuery):
         ):
             raise PydanticCustomError("price_range", "min_price must not exceed max_price")
         return self
+
+
+class CategoryQuery(ListQuery):
+    """The query string of `GET /categories`."""
+
+    SORT_FIELDS = CATEGORY_SORTABLE_FIELDS
+
+    sort: str = sort_parameter(CATEGORY_SORTABLE_FIELDS)
+    q: SearchText | None = Field(default=None, description="Case-insensitive substring of `name`.")
+
+
+# `expand=category` on a product read: embed each product's category.
+Expand = Literal["category"]

@@ -129,6 +129,17 @@ Price = Annotated[
 Quantity = Annotated[
     int, Field(strict=True, ge=0, le=INT4_MAX, examples=[10]), BeforeValidator(_integral)
 ]
+CategoryId = Annotated[
+    int,
+    Field(
+        strict=True,
+        ge=1,
+        le=INT4_MAX,
+        description="The id of an existing category (`null`: none).",
+        examples=[3],
+    ),
+    BeforeValidator(_integral),
+]
 # Timestamps reach the response as UTC datetimes (models.product: the PostgreSQL session
 # time zone is UTC, SQLite's naive values are marked UTC), which pydantic writes as RFC 3339
 # with "Z" by itself, in Rust: no Python call per value.
@@ -158,7 +169,7 @@ class _ClosedObject(BaseModel):
 
     @classmethod
     def known_fields(cls) -> Set[str]:
-        # Read-only fields are known: the product inputs ignore them (_drop_read_only_fields).
+        # Read-only fields are known: request bodies ignore them (RequestBody).
         return cls.model_fields.keys() | READ_ONLY_FIELDS
 
     @model_validator(mode="before")
@@ -168,8 +179,8 @@ class _ClosedObject(BaseModel):
         return data
 
 
-class _ProductInput(_ClosedObject):
-    """Shared by create and update: unknown fields are errors, read-only fields are ignored."""
+class RequestBody(_ClosedObject):
+    """Every create and update body: unknown fields are errors, read-only fields are ignored."""
 
     @model_validator(mode="before")
     @classmethod
@@ -180,7 +191,7 @@ class _ProductInput(_ClosedObject):
         return data
 
 
-class ProductCreate(_ProductInput):
+class ProductCreate(RequestBody):
     model_config = ConfigDict(
         title="ProductCreate",
         json_schema_extra={
@@ -191,6 +202,7 @@ class ProductCreate(_ProductInput):
                     "description": "Cotton, medium",
                     "price": 19.99,
                     "quantity": 10,
+                    "category_id": None,
                 }
             ]
         },
@@ -201,10 +213,12 @@ class ProductCreate(_ProductInput):
     description: Description | None = None
     price: Price
     quantity: Quantity = 0
+    category_id: CategoryId | None = None
 
 
-class ProductUpdate(_ProductInput):
-    """Only the fields sent change; `null` clears `description`/`sku` and is refused elsewhere."""
+class ProductUpdate(RequestBody):
+    """Only the fields sent change; `null` clears `description`, `sku` and `category_id` and is
+    refused elsewhere."""
 
     model_config = ConfigDict(
         title="ProductUpdate",
@@ -218,6 +232,7 @@ class ProductUpdate(_ProductInput):
     description: Description | None = None
     price: Price = Field(default=None)  # type: ignore[assignment]
     quantity: Quantity = Field(default=None)  # type: ignore[assignment]
+    category_id: CategoryId | None = None
 
 
 # What the database hands back is trusted: the response model checks no input rules. A
@@ -225,6 +240,15 @@ class ProductUpdate(_ProductInput):
 # decimal's text (19.99 is written 19.99); converting while validating keeps the serialiser
 # free of Python calls (bench/README.md).
 StoredPrice = Annotated[float, WithJsonSchema(_PRICE_SCHEMA)]
+
+
+class CategorySummary(BaseModel):
+    """What a product embeds of its category with `expand=category`."""
+
+    model_config = ConfigDict(from_attributes=True, title="CategorySummary")
+
+    id: int
+    name: str
 
 
 class ProductRead(BaseModel):
@@ -239,6 +263,13 @@ class ProductRead(BaseModel):
     created_at: Timestamp
     updated_at: Timestamp
     version: int
+    category_id: int | None
+    # Only with `expand=category`: a record without it leaves it unset, and unset fields are
+    # not written (api/responses.py), so without `expand` the body has no `category` at all.
+    category: CategorySummary | None = Field(
+        default=None,
+        description="With `expand=category` only: the product's category, or null if none.",
+    )
 
 
 def _reject_zero(value: int) -> int:

@@ -104,6 +104,20 @@ def make_product(client: TestClient) -> Callable[..., dict[str, Any]]:
     return make
 
 
+@pytest.fixture
+def make_category(client: TestClient) -> Callable[..., dict[str, Any]]:
+    """Create a category through the API; keyword arguments override the defaults."""
+    counter = iter(range(1, 1_000_000))
+
+    def make(**fields: Any) -> dict[str, Any]:
+        response = client.post("/categories", json={"name": f"Category {next(counter)}", **fields})
+        assert response.status_code == 201, response.text
+        category: dict[str, Any] = response.json()
+        return category
+
+    return make
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     if ON_POSTGRES:
         return

@@ -364,6 +364,17 @@ def test_the_service_routes_block_on_nothing_but_the_database(
         await send("PATCH", path, {"name": "Loop 2"})
         await send("POST", f"{path}/stock", {"delta": -1})
         await send("DELETE", f"/products/{second['id']}", None)
+        category = await send("POST", "/categories", {"name": "Loop"})
+        category_path = f"/categories/{category['id']}"
+        await send("GET", category_path, None)
+        await send("GET", "/categories?sort=-name", None)
+        await send("PUT", category_path, {"description": "d"})
+        await send("PATCH", category_path, {"name": "Loop 2"})
+        await send("PATCH", path, {"category_id": category["id"]})
+        await send("GET", f"{path}?expand=category", None)
+        await send("GET", "/products?expand=category&category_id=1", None)
+        await send("PATCH", path, {"category_id": None})
+        await send("DELETE", category_path, None)
         await send("GET", "/health/ready", None)
 
     assert _slow_steps(app, every_route) == []

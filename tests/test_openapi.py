@@ -142,3 +142,49 @@ def test_paths_and_operations_are_in_the_order_the_routes_are_declared() -> None
     ]
     assert list(DOCUMENT["paths"]["/products/{product_id}"]) == ["get", "put", "patch", "delete"]
     assert list(DOCUMENT["paths"]["/products"]) == ["get", "post"]
+
+
+def test_categories_have_named_schemas_readable_operation_ids_and_their_statuses() -> None:
+    schemas = DOCUMENT["components"]["schemas"]
+    assert {"Category", "CategoryCreate", "CategoryUpdate", "CategorySummary"} <= set(schemas)
+    assert "CategoryRead" not in schemas
+    assert {
+        "create_category",
+        "list_categories",
+        "read_category",
+        "replace_category",
+        "patch_category",
+        "delete_category",
+    } <= {operation["operationId"] for _, _, operation in OPERATIONS}
+    assert "default" not in schemas["CategoryUpdate"]["properties"]["name"]
+    paths = DOCUMENT["paths"]
+    listing = paths["/categories"]["get"]
+    assert listing["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "type": "array",
+        "items": {"$ref": "#/components/schemas/Category"},
+        "title": "Response List Categories",
+    }
+    assert {"X-Total-Count", "Link"} <= set(listing["responses"]["200"]["headers"])
+    assert {"q", "sort", "skip", "limit", "cursor"} <= {p["name"] for p in listing["parameters"]}
+    assert {"201", "409", "422"} <= set(paths["/categories"]["post"]["responses"])
+    assert {"Location", "ETag"} <= set(paths["/categories"]["post"]["responses"]["201"]["headers"])
+    one = paths["/categories/{category_id}"]
+    assert {"200", "304", "404"} <= set(one["get"]["responses"])
+    assert {"409", "412"} <= set(one["patch"]["responses"])
+    assert "products still name" in one["delete"]["responses"]["409"]["description"]
+    assert one["patch"]["responses"]["200"]["links"]["DeleteCategory"]["operationId"] == (
+        "delete_category"
+    )
+
+
+def test_products_document_category_id_and_expand() -> None:
+    product = DOCUMENT["components"]["schemas"]["Product"]
+    assert "category_id" in product["required"]
+    assert "category" in product["properties"]
+    assert "category" not in product["required"]  # only with expand=category
+    for name in ("ProductCreate", "ProductUpdate"):
+        assert "category_id" in DOCUMENT["components"]["schemas"][name]["properties"]
+    paths = DOCUMENT["paths"]
+    listing = {p["name"] for p in paths["/products"]["get"]["parameters"]}
+    assert {"category_id", "expand"} <= listing
+    assert "expand" in {p["name"] for p in paths["/products/{product_id}"]["get"]["parameters"]}

@@ -23,6 +23,7 @@ async def index(request: Request) -> dict[str, Any]:
             "redoc": "/redoc",
             "openapi": "/openapi.json",
             "products": "/products",
+            "categories": "/categories",
             "health": "/health",
         },
     }

@@ -11,8 +11,10 @@ DATABASE_URL=postgresql://... uvicorn psycopg2_app:app
 - Reads in autocommit: a single-statement read is one round trip. GET one: one SELECT. The
   list's first page: one SELECT of limit + 1 rows (is there a next page?) with the total as a
   scalar subquery, as crud.products.list_products does it; with `skip`, page and count are two
-  statements, as there. Tuple rows (a plain cursor) become the contract's nine fields: price a
-  JSON number, timestamps RFC 3339 UTC with "Z" (what the service writes).
+  statements, as there. Tuple rows (a plain cursor) become the contract's ten fields: price a
+  JSON number, timestamps RFC 3339 UTC with "Z" (what the service writes). `expand=category`
+  on the list: the same SELECT with a LEFT JOIN of `categories`, each product with
+  `"category": {"id", "name"}` or null.
 - Writes in a transaction: BEGIN, the statement, COMMIT (three round trips), as the service
   does for every write. Bodies go through pydantic models with the contract's rules (unknown
   fields 422, read-only fields ignored). POST: one INSERT ... RETURNING, created_at and
@@ -34,7 +36,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Header, Path, Query, Response
 from psycopg2.errors import UniqueViolation
@@ -46,8 +48,16 @@ DSN = os.environ["DATABASE_URL"].replace("postgresql+psycopg2://", "postgresql:/
 POOL_SIZE = int(os.environ.get("POOL_SIZE", "10"))
 POOL = ThreadedConnectionPool(POOL_SIZE, POOL_SIZE, DSN, options="-c timezone=UTC")
 SLOTS = threading.BoundedSemaphore(POOL_SIZE)  # wait for a connection instead of failing
-COLUMNS = "id, sku, name, description, price, quantity, created_at, updated_at, version"
+COLUMNS = (
+    "id, sku, name, description, price, quantity, created_at, updated_at, version, category_id"
+)
 FIELDS = COLUMNS.split(", ")
+WIDTH = len(FIELDS)
+# The list with expand=category: each row's category's id and name after the product's columns.
+EXPANDED = (
+    ", ".join(f"p.{column}" for column in FIELDS)
+    + ", c.id, c.name FROM products p LEFT JOIN categories c ON c.id = p.category_id"
+)
 BY_ID = f"SELECT {COLUMNS} FROM products WHERE id = %s"
 INSERT = (  # created_at and updated_at: both the default now(), the transaction's time
     "INSERT INTO products (sku, name, description, price, quantity) VALUES "
@@ -114,7 +124,7 @@ def _timestamp(value: datetime) -> str:
 
 
 def _product(row: tuple[Any, ...]) -> dict[str, Any]:
-    product = dict(zip(FIELDS, row, strict=False))  # the nine columns (a list row has a tenth)
+    product = dict(zip(FIELDS, row, strict=False))  # the columns (a list row has a total too)
     product["price"] = float(product["price"])  # NUMERIC(10,2): its float's repr is its text
     product["created_at"] = _timestamp(product["created_at"])
     product["updated_at"] = _timestamp(product["updated_at"])
@@ -151,27 +161,36 @@ def read_product(
 
 @app.get("/products")
 def list_products(
-    skip: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    skip: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    expand: Annotated[Literal["category"] | None, Query()] = None,
 ) -> Response:
+    source = EXPANDED if expand else f"{COLUMNS} FROM products p"
     with cursor() as cur:
         if skip:
-            cur.execute(
-                f"SELECT {COLUMNS} FROM products ORDER BY id OFFSET %s LIMIT %s", (skip, limit + 1)
-            )
+            cur.execute(f"SELECT {source} ORDER BY p.id OFFSET %s LIMIT %s", (skip, limit + 1))
             rows = cur.fetchall()
             cur.execute("SELECT count(*) FROM products")
             total = cur.fetchone()[0]
         else:  # one statement: the page and its total from one snapshot
-            total = "(SELECT count(*) FROM products)"
-            cur.execute(
-                f"SELECT {COLUMNS}, {total} FROM products ORDER BY id LIMIT %s", [limit + 1]
-            )
-            rows = cur.fetchall()
-            total = rows[0][9] if rows else 0
+            count = "(SELECT count(*) FROM products)"
+            cur.execute(f"SELECT {count}, {source} ORDER BY p.id LIMIT %s", [limit + 1])
+            counted = cur.fetchall()
+            total = counted[0][0] if counted else 0
+            rows = [row[1:] for row in counted]
     headers = {"X-Total-Count": str(total)}
     if len(rows) > limit:
         headers["Link"] = f'</products?skip={skip + limit}&limit={limit}>; rel="next"'
-    return _json([_product(row) for row in rows[:limit]], headers=headers)
+    page = [_listed(row, expand is not None) for row in rows[:limit]]
+    return _json(page, headers=headers)
+
+
+def _listed(row: tuple[Any, ...], expanded: bool) -> dict[str, Any]:
+    product = _product(row[:WIDTH])
+    if expanded:
+        category_id, name = row[WIDTH : WIDTH + 2]
+        product["category"] = None if category_id is None else {"id": category_id, "name": name}
+    return product
 
 
 @app.post("/products", status_code=201)

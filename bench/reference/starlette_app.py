@@ -10,9 +10,12 @@ from starlette.routing import Route
 
 PRODUCT = (
     b'{"id":1,"sku":null,"name":"Red T-shirt","description":null,"price":19.99,"quantity":10,'
-    b'"created_at":"2026-01-01T00:00:01Z","updated_at":"2026-01-01T00:00:01Z","version":1}'
+    b'"created_at":"2026-01-01T00:00:01Z","updated_at":"2026-01-01T00:00:01Z","version":1,'
+    b'"category_id":2}'
 )
+EXPANDED = PRODUCT[:-1] + b',"category":{"id":2,"name":"Category 2"}}'
 PAGE = b"[" + b",".join([PRODUCT] * 100) + b"]"
+EXPANDED_PAGE = b"[" + b",".join([EXPANDED] * 100) + b"]"
 
 
 def _json(body: bytes, status: int = 200) -> Response:
@@ -23,7 +26,7 @@ async def products(request: Request) -> Response:
     if request.method == "POST":
         await request.body()
         return _json(PRODUCT, 201)
-    return _json(PAGE)
+    return _json(EXPANDED_PAGE if "expand" in request.query_params else PAGE)
 
 
 async def product(request: Request) -> Response:

@@ -138,3 +138,49 @@ def test_every_write_moves_updated_at_forward(http: httpx.Client) -> None:
     assert stamps[0] < stamps[1] < stamps[2]
     assert product["created_at"] == product["updated_at"]
     assert stocked["created_at"] == product["created_at"]
+
+
+@pytest.mark.parametrize("round_", range(8))
+def test_deleting_a_category_while_products_are_assigned_to_it_leaves_no_dangling_one(
+    service: str, http: httpx.Client, round_: int
+) -> None:
+    created = http.post("/categories", json={"name": f"Racing {round_}"})
+    assert created.status_code == 201, created.text
+    category = created.json()
+    products = [_create(http) for _ in range(6)]
+
+    def race(i: int) -> httpx.Response:
+        if i == 0:
+            return _request(service, "DELETE", f"/categories/{category['id']}")
+        if i % 2:  # half move an existing product into it, half create one in it
+            path = f"/products/{products[i]['id']}"
+            return _request(service, "PATCH", path, json={"category_id": category["id"]})
+        body = {"name": f"New in {round_}", "price": 2, "category_id": category["id"]}
+        return _request(service, "POST", "/products", json=body)
+
+    responses = all_at_once(7, race)
+
+    deleted, assignments = responses[0], responses[1:]
+    statuses = [response.status_code for response in responses]
+    assert all(status < 500 for status in statuses), statuses
+    assert all(
+        r.headers["content-type"] == "application/problem+json"
+        for r in responses
+        if r.status_code >= 400
+    )
+    assigned = [r for r in assignments if r.status_code in (200, 201)]
+    if deleted.status_code == 204:
+        # The delete won: every assignment came after it and was refused on category_id.
+        assert assigned == []
+        assert {r.status_code for r in assignments} == {422}
+        assert all(r.json()["errors"][0]["loc"][-1] == "category_id" for r in assignments)
+    else:
+        # An assignment won: the delete was refused, naming how many products held the
+        # category then (the assignments that came after it are not counted).
+        assert deleted.status_code == 409, deleted.text
+        assert {r.status_code for r in assignments} <= {200, 201}
+        assert 1 <= deleted.json()["products"] <= len(assigned) == 6
+    # Whatever the order, no product names a category that does not exist.
+    existing = {c["id"] for c in http.get("/categories", params={"limit": 1000}).json()}
+    named = {p["category_id"] for p in http.get("/products", params={"limit": 1000}).json()}
+    assert named - {None} <= existing

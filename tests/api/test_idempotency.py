@@ -21,6 +21,7 @@ from config import get_settings
 from crud.idempotency import KEYS, KeyedRequest, purge_expired
 from crud.products import PRODUCTS
 from dependencies.access import ANYONE
+from models import Category
 
 MakeProduct = Callable[..., dict[str, Any]]
 API_KEYS = ["first-key-0123456789", "second-key-abcdefghij"]
@@ -67,6 +68,21 @@ def test_create_retried_with_its_key_is_the_same_201_and_one_product(
     assert first.headers["location"] == f"/products/{first.json()['id']}"
     _assert_replay_of(replay, first)
     assert _count(db) == before + 1
+
+
+def test_a_category_create_retried_with_its_key_is_the_same_201_and_one_category(
+    client: TestClient, db: Session
+) -> None:
+    categories = Category.__table__
+    before = _count(db, categories)
+
+    first = _post(client, "/categories", {"name": "Retried"}, "category-1")
+    replay = _post(client, "/categories", {"name": "Retried"}, "category-1")
+
+    assert first.status_code == 201
+    assert first.headers["location"] == f"/categories/{first.json()['id']}"
+    _assert_replay_of(replay, first)
+    assert _count(db, categories) == before + 1
 
 
 def test_create_without_a_key_is_not_deduplicated(client: TestClient, db: Session) -> None:
@@ -427,7 +443,12 @@ def test_keyed_request_lock_ids_differ_by_caller_and_key() -> None:
 
 @pytest.mark.parametrize(
     ("path", "status"),
-    [("/products", "201"), ("/products/bulk", "201"), ("/products/{product_id}/stock", "200")],
+    [
+        ("/products", "201"),
+        ("/products/bulk", "201"),
+        ("/products/{product_id}/stock", "200"),
+        ("/categories", "201"),
+    ],
 )
 def test_openapi_documents_the_key_on_every_keyed_post(
     client: TestClient, path: str, status: str
@@ -454,6 +475,7 @@ def test_openapi_documents_the_key_on_every_keyed_post(
 def test_openapi_has_no_key_on_other_writes(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
 
-    for method in ("put", "patch", "delete"):
-        names = [p["name"] for p in paths["/products/{product_id}"][method].get("parameters", [])]
-        assert "Idempotency-Key" not in names
+    for path in ("/products/{product_id}", "/categories/{category_id}"):
+        for method in ("put", "patch", "delete"):
+            names = [p["name"] for p in paths[path][method].get("parameters", [])]
+            assert "Idempotency-Key" not in names

@@ -16,6 +16,7 @@ from dependencies.conditional import MAX_ENTITY_TAGS
 from tests.asgi import sent_by_the_app
 
 MakeProduct = Callable[..., dict[str, Any]]
+MakeCategory = Callable[..., dict[str, Any]]
 PROBLEM = "application/problem+json"
 
 
@@ -87,12 +88,20 @@ def test_a_long_field_name_is_cut_in_the_422(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize("method", ["PATCH", "PUT", "DELETE"])
+@pytest.mark.parametrize(
+    ("collection", "changes"), [("products", {"quantity": 9}), ("categories", {"name": "New"})]
+)
 def test_if_match_with_101_tags_is_400_and_changes_nothing(
-    client: TestClient, make_product: MakeProduct, method: str
+    client: TestClient,
+    make_product: MakeProduct,
+    make_category: MakeCategory,
+    method: str,
+    collection: str,
+    changes: dict[str, Any],
 ) -> None:
-    product = make_product()
-    path = f"/products/{product['id']}"
-    json_body = None if method == "DELETE" else {"quantity": 9}
+    row = make_product() if collection == "products" else make_category()
+    path = f"/{collection}/{row['id']}"
+    json_body = None if method == "DELETE" else changes
 
     response = client.request(
         method, path, json=json_body, headers={"If-Match": _tags(MAX_ENTITY_TAGS + 1)}
@@ -101,7 +110,7 @@ def test_if_match_with_101_tags_is_400_and_changes_nothing(
     assert response.status_code == 400
     assert response.headers["content-type"] == PROBLEM
     assert "at most 100 entity tags" in response.json()["detail"]
-    assert client.get(path).json() == product
+    assert client.get(path).json() == row
 
 
 def test_if_match_with_100_tags_is_compared(client: TestClient, make_product: MakeProduct) -> None:
@@ -116,10 +125,11 @@ def test_if_match_with_100_tags_is_compared(client: TestClient, make_product: Ma
     assert fresh.status_code == 200
 
 
-def test_if_none_match_with_101_tags_is_400_before_the_product_is_read(
-    client: TestClient,
+@pytest.mark.parametrize("path", ["/products/999999", "/categories/999999"])
+def test_if_none_match_with_101_tags_is_400_before_the_row_is_read(
+    client: TestClient, path: str
 ) -> None:
-    response = client.get("/products/999999", headers={"If-None-Match": _tags(101)})
+    response = client.get(path, headers={"If-None-Match": _tags(101)})
 
     assert response.status_code == 400
     assert response.headers["content-type"] == PROBLEM

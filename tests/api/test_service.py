@@ -24,6 +24,7 @@ def test_index_names_the_service_and_links_onwards(client: TestClient) -> None:
         "redoc": "/redoc",
         "openapi": "/openapi.json",
         "products": "/products",
+        "categories": "/categories",
         "health": "/health",
     }
     for link in body["links"].values():

@@ -122,12 +122,12 @@ def test_a_read_session_leaves_no_transaction_open_on_postgres(service_engine: E
         Settings(database_url=service_engine.url.render_as_string(hide_password=False)),
     )
     with SessionLocal(bind=read_engine) as session:
-        session.execute(crud._ROW_BY_ID, {shared.ROW_ID: created.id}).one()
+        session.execute(crud.RESOURCE.read, {shared.ROW_ID: created.id}).one()
         # No BEGIN was sent: the SELECT was its own transaction, a single round trip.
         after_read = _transaction_status(session)
     read_engine.dispose()
     with SessionLocal(bind=service_engine) as session:
-        session.execute(crud._ROW_BY_ID, {shared.ROW_ID: created.id}).one()
+        session.execute(crud.RESOURCE.read, {shared.ROW_ID: created.id}).one()
         # A write session's connection: every statement in a transaction.
         after_write_session_read = _transaction_status(session)
 

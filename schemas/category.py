@@ -1,0 +1,43 @@
+"""Category bodies: `CategoryCreate` and `CategoryUpdate` in, `CategoryRead` out.
+
+The field types are the product's (`schemas.product`): the same limits on a name and a
+description, the same timestamps; a category's name is also unique ignoring case, which the
+database decides (`models.category`).
+"""
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.product import Description, Name, RequestBody, Timestamp
+
+
+class CategoryCreate(RequestBody):
+    model_config = ConfigDict(
+        title="CategoryCreate",
+        json_schema_extra={"examples": [{"name": "Shoes", "description": "Every kind of shoe"}]},
+    )
+
+    name: Name
+    description: Description | None = None
+
+
+class CategoryUpdate(RequestBody):
+    """Only the fields sent change; `null` clears `description` and is refused for `name`."""
+
+    model_config = ConfigDict(
+        title="CategoryUpdate", json_schema_extra={"examples": [{"name": "Footwear"}]}
+    )
+
+    # (None here only marks "not sent": `model_dump(exclude_unset=True)` never passes it on.)
+    name: Name = Field(default=None)  # type: ignore[assignment]
+    description: Description | None = None
+
+
+class CategoryRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True, title="Category")
+
+    id: int
+    name: str
+    description: str | None
+    created_at: Timestamp
+    updated_at: Timestamp
+    version: int
