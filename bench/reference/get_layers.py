@@ -11,7 +11,7 @@ Each `LAYER` adds one thing to the one before it (bench/README.md has the figure
 - `connect`: plus a pool slot (`asyncio.Semaphore`) and `engine.connect()` / `close()`;
 - `session`: a `Session` from `SessionLocal` instead: `connection()`, `commit()`, `close()`;
 - `select`: plus the crud's Core `SELECT` on that connection;
-- `response`: plus pydantic and the JSON response (`_product_response`), the service's body.
+- `response`: plus pydantic and the JSON response (`api.responses.one`), the service's body.
 
 Two more, off the ladder: `plain` (`bare` plus an `async` dependency that is not a
 generator) and `cursor` (`connect` plus the same SELECT on psycopg2's own cursor).
@@ -31,10 +31,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from fastapi import APIRouter, Depends, FastAPI, Response
 from sqlalchemy.util.concurrency import greenlet_spawn
 
-from api.routes.products import ProductId, _product_response
-from crud.products import _ROW_BY_ID
+from api import responses
+from api.routes.products import ProductId
+from crud import shared
+from crud.products import RESOURCE, ProductRecord
 from database.engine import engine
 from database.session import SessionLocal
+from schemas.product import ProductRead
 
 LAYERS = ["bare", "greenlet", "yield", "connect", "session", "select", "response"]
 LAYER = os.environ.get("LAYER", "response")
@@ -65,10 +68,12 @@ def _body(product_id: int) -> Response:
         connection = session.connection()
         row: Any = None
         if _has("select"):
-            row = connection.execute(_ROW_BY_ID, {"product_id": product_id}).one()
+            row = ProductRecord._make(
+                connection.execute(RESOURCE.read, {shared.ROW_ID: product_id}).one()
+            )
         session.commit()
         session.close()
-        return _product_response(row) if _has("response") else _constant()
+        return responses.one(ProductRead, row) if _has("response") else _constant()
     if _has("connect"):
         with engine.connect():
             pass
