@@ -96,8 +96,8 @@ DESCRIPTION = """
 Create, read, list, update and delete products, adjust their stock atomically, and create up
 to 1000 of them in one all-or-nothing request.
 
-- **Errors** are RFC 9457 `application/problem+json` bodies; a 422 lists every invalid field
-  in `errors`.
+- **Errors** are RFC 9457 `application/problem+json` bodies; a 422 lists the invalid fields
+  in `errors` (at most 50; `total_errors` counts them all).
 - **Concurrency**: every product has a `version` and an `ETag` (`"<version>"`). Send it back in
   `If-Match` on `PUT`, `PATCH`, `DELETE` and `stock` to write only if nobody else has (412
   otherwise); `If-None-Match` on `GET` answers 304 while it is current.
@@ -107,6 +107,8 @@ to 1000 of them in one all-or-nothing request.
 - **Categories**: the same conventions at `/categories`; a product names one with
   `category_id`, `GET /products?category_id=N` lists its products, and `expand=category`
   embeds it. A category that products still name cannot be deleted (409).
+- **Retries**: send an `Idempotency-Key` with a `POST` and a retry after a lost answer gets
+  the kept answer (`Idempotent-Replayed: true`) instead of writing twice.
 - **Writes** need an API key (`Authorization: Bearer <key>` or `X-API-Key`) when the server
   has `API_KEYS` set; reads are public.
 - Every response carries `X-Request-ID`.
