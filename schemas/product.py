@@ -251,8 +251,10 @@ class CategorySummary(BaseModel):
     name: str
 
 
-class ProductRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True, title="Product")
+class ProductFields(BaseModel):
+    """What every product answer carries: the row's columns."""
+
+    model_config = ConfigDict(from_attributes=True)
 
     id: int
     sku: str | None
@@ -264,8 +266,14 @@ class ProductRead(BaseModel):
     updated_at: Timestamp
     version: int
     category_id: int | None
-    # Only with `expand=category`: a record without it leaves it unset, and unset fields are
-    # not written (api/responses.py), so without `expand` the body has no `category` at all.
+
+
+# A product as the API documents it. Answers without `expand=category` are written from
+# `ProductFields`, so they have no `category` at all, and validating a record looks up no
+# attribute it does not have. (A comment: a docstring would become the schema's description.)
+class ProductRead(ProductFields):
+    model_config = ConfigDict(from_attributes=True, title="Product")
+
     category: CategorySummary | None = Field(
         default=None,
         description="With `expand=category` only: the product's category, or null if none.",

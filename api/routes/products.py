@@ -23,7 +23,14 @@ from dependencies.database import ReadSessionDep, SessionDep
 from dependencies.writes import JSON_WRITE, WRITE
 from models.product import INT4_MAX
 from schemas.listing import Expand, ProductQuery
-from schemas.product import ProductBatch, ProductCreate, ProductRead, ProductUpdate, StockChange
+from schemas.product import (
+    ProductBatch,
+    ProductCreate,
+    ProductFields,
+    ProductRead,
+    ProductUpdate,
+    StockChange,
+)
 
 # Opt-in: these routes block on nothing but their session, so they may run on the event loop
 # (api/routing.py says how, and the one rule they keep).
@@ -37,7 +44,9 @@ ExpandParameter = Annotated[
     Expand | None,
     Query(description="`category`: embed each product's category as `{id, name}` (or null)."),
 ]
-_product_list = TypeAdapter(list[ProductRead])
+# Answers are written from `ProductFields`, or `ProductRead` with `expand=category`.
+_product_list = TypeAdapter(list[ProductFields])
+_expanded_list = TypeAdapter(list[ProductRead])
 
 
 @router.get("", response_model=list[ProductRead], responses=list_responses("products"))
@@ -56,7 +65,7 @@ def list_products(
         fetch=lambda paging: crud.list_products(
             db, filters=filters, paging=paging, with_category=expand == "category"
         ),
-        adapter=_product_list,
+        adapter=_expanded_list if expand == "category" else _product_list,
     )
 
 
@@ -71,7 +80,7 @@ def list_products(
 def create_product(request: Request, payload: ProductCreate, db: SessionDep) -> Response:
     """Create a product."""
     product = crud.create_product(db, values=payload.model_dump())
-    return responses.created(request, ProductRead, product, "read_product", product_id=product.id)
+    return responses.created(request, ProductFields, product, "read_product", product_id=product.id)
 
 
 @router.post(
@@ -101,7 +110,8 @@ def read_product(
     """Read one product."""
     not_modified_at = none_match_versions(if_none_match)
     product = crud.read_product(db, product_id, with_category=expand == "category")
-    return responses.current(ProductRead, product, not_modified_at)
+    schema = ProductRead if expand == "category" else ProductFields
+    return responses.current(schema, product, not_modified_at)
 
 
 @update_routes(
@@ -117,7 +127,7 @@ def update_product(
 ) -> Response:
     changes: dict[str, Any] = payload.model_dump(exclude_unset=True)
     product = crud.update_product(db, product_id, changes=changes, expected_versions=if_match)
-    return responses.one(ProductRead, product)
+    return responses.one(ProductFields, product)
 
 
 @router.delete(
@@ -144,4 +154,4 @@ def change_stock(
 ) -> Response:
     """Add `delta` to the quantity atomically; 409 if the result would be out of range."""
     product = crud.change_stock(db, product_id, delta=payload.delta, expected_versions=if_match)
-    return responses.one(ProductRead, product)
+    return responses.one(ProductFields, product)
