@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/catalog_test
 
 .DEFAULT_GOAL := help
-.PHONY: help run migrate test test-sqlite test-postgres lint format bench bench-listing openapi screenshot
+.PHONY: help run migrate test test-sqlite test-postgres test-scale lint format bench bench-listing openapi screenshot
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -29,13 +29,17 @@ run: $(VENV)/.runtime-installed ## Apply migrations, then serve the API on HOST:
 migrate: $(VENV)/.runtime-installed ## Apply migrations to DATABASE_URL
 	$(BIN)/alembic upgrade head
 
-test: test-sqlite test-postgres ## Run the test suite on SQLite, then on PostgreSQL
+test: test-sqlite test-postgres test-scale ## Run the test suite on SQLite, then on PostgreSQL, then scaling out
 
 test-sqlite: $(VENV)/.dev-installed ## Run the test suite on SQLite (in memory)
 	$(BIN)/python -m pytest
 
 test-postgres: $(VENV)/.dev-installed ## Run the test suite on PostgreSQL (PG_TEST_URL)
 	TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/python -m pytest
+
+test-scale: $(VENV)/.dev-installed ## Scaling out: replicas, PgBouncer, HAProxy, several instances
+	bash .ci/install-scale-tools
+	$(BIN)/python -m pytest tests/scale
 
 $(VENV)/.bench-installed: requirements.txt requirements-dev.txt bench/requirements.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
