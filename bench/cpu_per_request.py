@@ -8,7 +8,8 @@ wrk's req/s on a shared 2-core machine moves by 10-20% from run to run; the proc
 per request (all threads) of the same app on the same data moves by a few percent, so it tells
 whether one change helps. It is the figure bench/README.md quotes. The app talks
 to BENCH_DATABASE_URL (default: the catalog_perf database `make bench` loads); the requests are
-the ones of bench/wrk/: GET one (random ids), list 100, POST and PATCH, 16 at a time.
+the ones of bench/wrk/: GET one (random ids), list 100, POST (post-keyed: each with an
+Idempotency-Key of its own) and PATCH, 16 at a time.
 
 `--instructions` counts CPU instructions instead, under valgrind's callgrind: the same figure
 (to ~0.5%) whatever else the machine is doing, so that a change worth 3% can be seen on a
@@ -22,6 +23,7 @@ import argparse
 import ast
 import asyncio
 import importlib
+import itertools
 import json
 import os
 import random
@@ -39,13 +41,17 @@ PRODUCTS = 10_000
 CONCURRENCY = 16
 
 
+# post-keyed's keys: unique across requests (warm-up included) and across runs.
+_KEYS = (f"cpu-{os.getpid()}-{time.time_ns()}-{n}".encode() for n in itertools.count())
+
+
 def _request(kind: str, number: int) -> tuple[str, str, bytes, bytes]:
     """Method, path, query string and JSON body of one request of `kind`."""
     if kind == "get":
         return "GET", f"/products/{random.randint(1, PRODUCTS)}", b"", b""
     if kind == "list":
         return "GET", "/products", b"limit=100", b""
-    if kind == "post":
+    if kind in ("post", "post-keyed"):
         body = {"name": f"CPU product {number}", "price": 19.99, "quantity": 5}
         return "POST", "/products", b"", json.dumps(body).encode()
     body = {"quantity": random.randint(0, 1000)}
@@ -55,6 +61,8 @@ def _request(kind: str, number: int) -> tuple[str, str, bytes, bytes]:
 async def _call(app: Any, kind: str, number: int, statuses: Counter[int]) -> None:
     method, path, query, body = _request(kind, number)
     headers = [(b"host", b"127.0.0.1")]
+    if kind == "post-keyed":
+        headers.append((b"idempotency-key", next(_KEYS)))
     if body:
         headers += [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
     scope = {
@@ -121,7 +129,7 @@ async def _measure(app: Any, kind: str, requests: int) -> tuple[float, Counter[i
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("app", help="module:attribute, e.g. main:app")
-    parser.add_argument("kind", choices=["get", "list", "post", "patch"])
+    parser.add_argument("kind", choices=["get", "list", "post", "post-keyed", "patch"])
     parser.add_argument("--app-dir", default=".", help="directory to import the app from")
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--runs", type=int, default=1, help="separate processes; prints each")
