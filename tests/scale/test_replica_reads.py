@@ -58,7 +58,11 @@ def setup() -> Iterator[Setup]:
             return stack.enter_context(httpx.Client(base_url=service.base_url, timeout=30))
 
         yield Setup(
-            cluster, replica, instance(LENIENT_LAG_S), instance(LENIENT_LAG_S), instance(STRICT_LAG_S)
+            cluster,
+            replica,
+            instance(LENIENT_LAG_S),
+            instance(LENIENT_LAG_S),
+            instance(STRICT_LAG_S),
         )
 
 
