@@ -1,4 +1,4 @@
-"""PostgreSQL streaming replication for the scale tests, on private clusters (tests/postgres_cluster).
+"""PostgreSQL streaming replication for the scale tests, on private clusters (PrivateCluster).
 
 A primary set up for replication, and replicas made from it with `pg_basebackup -R` (which
 writes `standby.signal` and `primary_conninfo`), each on a free port of 127.0.0.1: a

@@ -162,11 +162,10 @@ def test_a_failover_to_the_synchronous_standby_loses_no_acknowledged_write(
     engine = create_engine(standby.url)
     try:
         with engine.connect() as connection:
-            stored = dict(
-                connection.execute(
-                    text("SELECT name, id FROM products WHERE name LIKE 'Failover %'")
-                ).all()
+            rows = connection.execute(
+                text("SELECT name, id FROM products WHERE name LIKE 'Failover %'")
             )
+            stored: dict[str, int] = dict(rows.tuples().all())
     finally:
         engine.dispose()
     lost = {name for name in acknowledged if name not in stored}
