@@ -112,7 +112,9 @@ def positions(monkeypatch: pytest.MonkeyPatch) -> list[int | Exception]:
     return answers
 
 
-def test_a_2xx_write_carries_the_primary_position_after_it(positions: list[int | Exception]) -> None:
+def test_a_2xx_write_carries_the_primary_position_after_it(
+    positions: list[int | Exception],
+) -> None:
     positions.extend([WRITE_POSITION, WRITE_POSITION + 1])
     with TestClient(_token_app()) as probe:
         created = probe.post("/written")
