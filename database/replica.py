@@ -88,7 +88,7 @@ class ReplicaMonitor:
     of `main.lifespan`) with engines of its own, one connection each, so that sampling never
     takes a connection a request is waiting for; `mark_down()` is for a request that found
     the replica unreachable before the next sample did. Everything but the servers' answers
-    happens on the event loop, so the samples need no lock.
+    happens on the event loop; a reader on another thread sees one sample or the next, whole.
     """
 
     def __init__(
@@ -104,9 +104,9 @@ class ReplicaMonitor:
         self.max_lag_s, self.interval_s = max_lag_s, interval_s
         self._clock = clock
         # The primary's samples, oldest first: when each was asked for, and its LSN. Both only
-        # grow, so one bisection finds the newest sample that the replica has replayed.
-        self._sampled_at: list[float] = []
-        self._primary_lsns: list[int] = []
+        # grow, so one bisection finds the newest sample that the replica has replayed. One
+        # tuple, replaced whole: a reader on another thread (`/health/ready`) sees one state.
+        self._samples: tuple[tuple[float, ...], tuple[int, ...]] = ((), ())
         self._replayed: int | None = None  # None: down, or not sampled yet
 
     # Decisions ---------------------------------------------------------------------------
@@ -114,25 +114,26 @@ class ReplicaMonitor:
     def staleness(self) -> float | None:
         """How many seconds of the primary's commits the replica may be missing right now, at
         most; None when unknown (down, not sampled yet, or behind every sample kept)."""
-        if self._replayed is None:
+        (sampled_at, primary_lsns), replayed = self._samples, self._replayed
+        if replayed is None:
             return None
-        newest = bisect.bisect_right(self._primary_lsns, self._replayed) - 1
+        newest = bisect.bisect_right(primary_lsns, replayed) - 1
         if newest < 0:
             return None
-        return max(0.0, self._clock() - self._sampled_at[newest])
+        return max(0.0, self._clock() - sampled_at[newest])
 
     def serves(self, token: int | None) -> bool:
         """Whether a read may go to the replica: it is at most DB_REPLICA_MAX_LAG_S stale,
         and it has replayed the write that `token` (a `Consistency-Token`) names, if any."""
-        staleness = self.staleness()
-        if staleness is None or staleness > self.max_lag_s:
+        replayed, staleness = self._replayed, self.staleness()
+        if replayed is None or staleness is None or staleness > self.max_lag_s:
             return False
-        return token is None or (self._replayed is not None and self._replayed >= token)
+        return token is None or replayed >= token
 
     def status(self) -> ReplicaStatus:
+        staleness = self.staleness()
         if self._replayed is None:
             return ReplicaStatus("down", None)
-        staleness = self.staleness()
         lag = None if staleness is None else round(staleness, 3)
         if staleness is None or staleness > self.max_lag_s:
             return ReplicaStatus("lagging", lag)
@@ -140,21 +141,19 @@ class ReplicaMonitor:
 
     # Samples -----------------------------------------------------------------------------
 
-    def record_primary(self, sampled_at: float, lsn: int) -> None:
-        """The primary's LSN as asked for at `sampled_at`: past every commit returned by then."""
-        if self._primary_lsns and lsn < self._primary_lsns[-1]:
+    def record_primary(self, when: float, lsn: int) -> None:
+        """The primary's LSN as asked for at `when`: past every commit returned by then."""
+        sampled_at, primary_lsns = self._samples
+        if primary_lsns and lsn < primary_lsns[-1]:
             # Another server answers as the primary (a standby promoted before it received the
             # very last of the old primary's log): start again from its positions.
-            self._sampled_at.clear()
-            self._primary_lsns.clear()
-        self._sampled_at.append(sampled_at)
-        self._primary_lsns.append(lsn)
+            sampled_at, primary_lsns = (), ()
+        sampled_at, primary_lsns = (*sampled_at, when), (*primary_lsns, lsn)
         # A sample older than the staleness allowed can no longer make the replica fresh
         # enough; the newest such one stays, so a replica far behind still has a floor.
-        horizon = sampled_at - self.max_lag_s - self.interval_s
-        stale = bisect.bisect_left(self._sampled_at, horizon) - 1
-        if stale > 0:
-            del self._sampled_at[:stale], self._primary_lsns[:stale]
+        horizon = when - self.max_lag_s - self.interval_s
+        stale = max(0, bisect.bisect_left(sampled_at, horizon) - 1)
+        self._samples = sampled_at[stale:], primary_lsns[stale:]
 
     def record_replica(self, lsn: int | None) -> None:
         """The replica's replay LSN; None: unreachable, or not replaying (a primary)."""
