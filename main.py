@@ -22,6 +22,7 @@ from api.middleware import (
     ConsistencyTokenMiddleware,
     HeadMiddleware,
     ProblemCORSMiddleware,
+    ReplicaFallbackMiddleware,
     RequestContextMiddleware,
     RequestHeadMiddleware,
     TrailingSlashMiddleware,
@@ -159,6 +160,7 @@ app = FastAPI(
 app.add_middleware(HeadMiddleware)  # innermost: routing sees a HEAD request as its GET
 app.add_middleware(TrailingSlashMiddleware)
 if settings.database_read_url:
+    app.add_middleware(ReplicaFallbackMiddleware)
     app.add_middleware(ConsistencyTokenMiddleware)
 if settings.cors_origins:
     app.add_middleware(

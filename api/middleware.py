@@ -17,7 +17,7 @@ from api.metrics import observe_request
 from api.problems import problem, unexpected_error
 from dependencies.consistency import HEADER as CONSISTENCY_HEADER
 from dependencies.consistency import format_token
-from dependencies.database import primary_wal_position
+from dependencies.database import REPLICA_FAILED, primary_wal_position
 
 access_log = logging.getLogger("catalog.access")
 replica_log = logging.getLogger("catalog.replica")
@@ -218,6 +218,49 @@ class ConsistencyTokenMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_token)
+
+
+class ReplicaFallbackMiddleware:
+    """A read that the replica failed part-way is answered again, from the primary.
+
+    A replica that dies (or cancels a query, as a replica may when it replays a conflicting
+    change) while a read's statement runs fails that statement. The read's session marks the
+    request (`dependencies.database.REPLICA_FAILED`); the error answer it led to is dropped
+    before anything is sent, and the request runs once more, its session on the primary. A
+    `GET` has no body and changes nothing: running it again is safe. Installed only when a
+    replica is configured (`main`).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})  # shared with the copies that inner layers make
+        dropped = False
+
+        async def send_unless_the_replica_failed(message: Message) -> None:
+            nonlocal dropped
+            if message["type"] == "http.response.start" and state.get(REPLICA_FAILED):
+                dropped = True
+            if not dropped:
+                await send(message)
+
+        await self.app(scope, receive, send_unless_the_replica_failed)
+        if not dropped:
+            return
+        replayed = False
+
+        async def receive_the_empty_body_again() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        await self.app(scope, receive_the_empty_body_again, send)
 
 
 class RequestContextMiddleware:

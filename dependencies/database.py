@@ -27,6 +27,9 @@ from database.session import SessionLocal
 from dependencies.consistency import requested_token
 
 logger = logging.getLogger("catalog.replica")
+# Set in a request's state when the replica failed one of its statements: the request is
+# answered again with its reads on the primary (`api.middleware.ReplicaFallbackMiddleware`).
+REPLICA_FAILED = "replica_failed"
 
 
 def database_capacity() -> int:
@@ -112,15 +115,17 @@ async def get_read_session(request: Request) -> AsyncIterator[Session]:
     """A session for a request that only reads (`database.engine.build_read_engine`): on the
     replica when it may serve the read (`ReplicaMonitor.serves`), else on the primary.
 
-    The replica never causes an error answer: a replica that cannot give a connection (down,
+    The replica never causes an error answer. One that cannot give a connection (down,
     restarting, its pool slots all taken for DB_POOL_TIMEOUT) is marked down and the read goes
-    to the primary. A replica that fails during the route's own statements is marked down
-    too, for the next requests; that one request gets the 503 of any database error.
+    to the primary. One that fails a statement of the route marks the request
+    (`REPLICA_FAILED`), and the replica down if the connection was lost; the request is then
+    answered again, from the primary.
     """
     monitor = replica_monitor(request)
+    retried = getattr(request.state, REPLICA_FAILED, False)
     async with AsyncExitStack() as stack:
         replica: ReplicaMonitor | None = None  # set once the session is on the replica
-        if monitor is not None and monitor.serves(requested_token(request)):
+        if monitor is not None and not retried and monitor.serves(requested_token(request)):
             assert replica_engine is not None
             try:
                 session = await stack.enter_async_context(
@@ -136,6 +141,8 @@ async def get_read_session(request: Request) -> AsyncIterator[Session]:
         try:
             yield session
         except DBAPIError as exc:
+            logger.warning("the replica failed a read, reading from the primary: %s", exc)
+            setattr(request.state, REPLICA_FAILED, True)
             if exc.connection_invalidated:
                 replica.mark_down()
             raise

@@ -1,6 +1,7 @@
 """`Consistency-Token`: none without a replica (nothing changes), a 400 for a malformed one when
-a replica is configured, and what `ConsistencyTokenMiddleware` adds to which answers. Reads
-and writes against a real replica: tests/scale/test_replica_reads.py."""
+a replica is configured, what `ConsistencyTokenMiddleware` adds to which answers, and which
+reads `ReplicaFallbackMiddleware` answers again. Reads and writes against a real replica:
+tests/scale/test_replica_reads.py."""
 
 from collections.abc import Iterator
 from typing import Any
@@ -13,8 +14,9 @@ from sqlalchemy.exc import OperationalError
 
 import api.middleware
 import dependencies.database
-from api.middleware import ConsistencyTokenMiddleware
+from api.middleware import ConsistencyTokenMiddleware, ReplicaFallbackMiddleware
 from database.replica import ReplicaMonitor
+from dependencies.database import REPLICA_FAILED
 from main import app
 
 WRITE_POSITION = 0x16 << 32 | 0xB374D848
@@ -147,3 +149,55 @@ def test_a_write_whose_position_cannot_be_read_is_still_its_2xx(
 
     assert created.status_code == 201
     assert "consistency-token" not in created.headers
+
+
+# ReplicaFallbackMiddleware, on an app of its own: which answers are given again.
+
+
+def _fallback_app(runs: list[str]) -> FastAPI:
+    probe = FastAPI()
+    probe.add_middleware(ReplicaFallbackMiddleware)
+
+    @probe.api_route("/read", methods=["GET", "HEAD"])
+    def read(request: Request) -> Response:
+        # The first run fails on "the replica" (as get_read_session marks it); the second reads
+        # from "the primary".
+        on_primary = getattr(request.state, REPLICA_FAILED, False)
+        runs.append("primary" if on_primary else "replica")
+        if on_primary:
+            return Response(b"{}", media_type="application/json")
+        setattr(request.state, REPLICA_FAILED, True)
+        return Response(status_code=503)
+
+    @probe.get("/down")
+    def down() -> Response:
+        runs.append("primary")
+        return Response(status_code=503)
+
+    @probe.post("/read")
+    def write(request: Request) -> Response:
+        runs.append("primary")
+        setattr(request.state, REPLICA_FAILED, True)
+        return Response(status_code=503)
+
+    return probe
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_a_read_the_replica_failed_is_answered_again_from_the_primary(method: str) -> None:
+    runs: list[str] = []
+    with TestClient(_fallback_app(runs)) as probe:
+        response = probe.request(method, "/read")
+
+    assert response.status_code == 200
+    assert runs == ["replica", "primary"]
+
+
+def test_other_failures_are_answered_once() -> None:
+    runs: list[str] = []
+    with TestClient(_fallback_app(runs)) as probe:
+        down = probe.get("/down")
+        write = probe.post("/read")
+
+    assert (down.status_code, write.status_code) == (503, 503)
+    assert runs == ["primary", "primary"]
