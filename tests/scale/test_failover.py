@@ -165,7 +165,7 @@ def test_a_failover_to_the_synchronous_standby_loses_no_acknowledged_write(
             rows = connection.execute(
                 text("SELECT name, id FROM products WHERE name LIKE 'Failover %'")
             )
-            stored: dict[str, int] = dict(rows.tuples().all())
+            stored: dict[str, int] = {row.name: row.id for row in rows}
     finally:
         engine.dispose()
     lost = {name for name in acknowledged if name not in stored}
