@@ -5,7 +5,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
@@ -55,6 +55,13 @@ class Settings(BaseSettings):
     db_statement_timeout_ms: int = Field(default=5000, ge=0)
     db_lock_timeout_ms: int = Field(default=2000, ge=0)
     db_echo: bool = False
+    # A streaming replica of DATABASE_URL that may serve GET and HEAD (unset: the primary
+    # serves everything). A read without a Consistency-Token may be this many seconds stale,
+    # at most; beyond it, or while the replica is down, reads go to the primary.
+    database_read_url: str | None = None
+    db_replica_max_lag_s: float = Field(default=5.0, gt=0)
+    # How often each process samples the primary's and the replica's WAL positions.
+    db_replica_check_interval_s: float = Field(default=0.5, gt=0)
 
     # Writes need `Authorization: Bearer <key>` or `X-API-Key: <key>` when this is non-empty.
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, repr=False)
@@ -72,6 +79,17 @@ class Settings(BaseSettings):
     @classmethod
     def _normalize_database_url(cls, value: str) -> str:
         return normalize_database_url(value)
+
+    @field_validator("database_read_url")
+    @classmethod
+    def _normalize_database_read_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or not value.strip():
+            return None
+        normalized = normalize_database_url(value)
+        primary = info.data.get("database_url", "")
+        if not (normalized.startswith("postgresql") and primary.startswith("postgresql")):
+            raise ValueError("must name a streaming replica of a PostgreSQL DATABASE_URL")
+        return normalized
 
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod

@@ -1,5 +1,7 @@
 """Assembles the app: settings, logging, routers, middleware and error handlers."""
 
+import asyncio
+import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -17,8 +19,10 @@ from api.metrics import register_pool_metrics
 from api.metrics import router as metrics_router
 from api.middleware import (
     BodyLimitMiddleware,
+    ConsistencyTokenMiddleware,
     HeadMiddleware,
     ProblemCORSMiddleware,
+    ReplicaFallbackMiddleware,
     RequestContextMiddleware,
     RequestHeadMiddleware,
     TrailingSlashMiddleware,
@@ -28,8 +32,9 @@ from api.problems import install_problem_handlers
 from api.routes import categories, products, service
 from config import get_settings
 from crud.health import required_revision, schema_revision
-from database.engine import engine, read_engine
+from database.engine import engine, read_engine, replica_engine
 from database.event_loop import cooperation
+from database.replica import ReplicaMonitor, build_monitor
 from database.session import SessionLocal
 from dependencies.database import database_capacity, database_slots
 
@@ -69,6 +74,26 @@ def report_database() -> None:
 
 
 @asynccontextmanager
+async def replica_monitoring(app: FastAPI) -> AsyncIterator[ReplicaMonitor | None]:
+    """While the app serves, this process samples the replica's lag (`database.replica`)."""
+    monitor = build_monitor(settings)
+    app.state.replica_monitor = monitor
+    if monitor is None:
+        yield None
+        return
+    await monitor.sample()  # the first reads already know where they may go
+    task = asyncio.create_task(monitor.run(), name="replica monitor")
+    try:
+        yield monitor
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        app.state.replica_monitor = None
+        monitor.dispose()
+
+
+@asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Requests wait for a database connection in the event loop (take_database_slot), so
     # threads are never parked on the pool; there need to be enough of them for every
@@ -83,13 +108,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         logger.warning("API_KEYS is not set: writes (POST, PUT, PATCH, DELETE) are open to anyone")
     # Opt-in: while the app serves, the routes of `EventLoopRoute` routers wait for
     # PostgreSQL in the event loop (database/event_loop.py).
-    with cooperation(engine, read_engine):
+    binds = [engine, read_engine, *([replica_engine] if replica_engine is not None else [])]
+    with cooperation(*binds):
         await run_in_threadpool(report_database)
-        yield
+        async with replica_monitoring(app):
+            yield
     # After uvicorn has drained in-flight requests (SIGTERM): every acknowledged write is
     # committed already, so closing the pool loses nothing.
-    engine.dispose()
-    read_engine.dispose()
+    for bind in binds:
+        bind.dispose()
 
 
 DESCRIPTION = """
@@ -132,6 +159,9 @@ app = FastAPI(
 )
 app.add_middleware(HeadMiddleware)  # innermost: routing sees a HEAD request as its GET
 app.add_middleware(TrailingSlashMiddleware)
+if settings.database_read_url:
+    app.add_middleware(ReplicaFallbackMiddleware)
+    app.add_middleware(ConsistencyTokenMiddleware)
 if settings.cors_origins:
     app.add_middleware(
         ProblemCORSMiddleware,
@@ -142,6 +172,7 @@ if settings.cors_origins:
         allow_headers=[
             "Authorization",
             "Content-Type",
+            "Consistency-Token",
             "Idempotency-Key",
             "If-Match",
             "If-None-Match",
@@ -149,6 +180,7 @@ if settings.cors_origins:
             "X-Request-ID",
         ],
         expose_headers=[
+            "Consistency-Token",
             "ETag",
             "Location",
             "Link",
@@ -170,6 +202,8 @@ install_openapi(app)
 register_pool_metrics(engine, pool="write")
 if read_engine is not engine:
     register_pool_metrics(read_engine, pool="read")
+if replica_engine is not None:
+    register_pool_metrics(replica_engine, pool="replica")
 
 # Everything loaded so far lives as long as the process: move it out of the garbage
 # collector's sight, once per process (each uvicorn worker imports this module), so that a

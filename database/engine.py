@@ -3,7 +3,9 @@
 `engine` runs every session in a transaction: a write request is one transaction, however
 many statements it makes, and commits before its answer is built (`crud`). `read_engine`
 serves the sessions of requests that only read (`GET`, `HEAD`): on PostgreSQL an engine and
-pool of its own whose connections autocommit (`build_read_engine`).
+pool of its own whose connections autocommit (`build_read_engine`). `replica_engine`, when
+DATABASE_READ_URL names a streaming replica, is the same for it: reads that it may serve go
+there (`database.replica`, `dependencies.database.get_read_session`).
 """
 
 import select
@@ -166,6 +168,15 @@ def build_read_engine(engine: Engine, settings: Settings) -> Engine:
     return build_engine(engine.url.render_as_string(hide_password=False), settings, for_reads=True)
 
 
+def build_replica_engine(settings: Settings) -> Engine | None:
+    """The engine for reads on DATABASE_READ_URL's replica, like `build_read_engine`'s; None
+    when there is no replica."""
+    if settings.database_read_url is None:
+        return None
+    return build_engine(settings.database_read_url, settings, for_reads=True)
+
+
 _settings = get_settings()
 engine = build_engine(_settings.database_url, _settings)
 read_engine = build_read_engine(engine, _settings)
+replica_engine = build_replica_engine(_settings)

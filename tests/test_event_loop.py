@@ -23,7 +23,12 @@ from api.routing import EventLoopRoute
 from config import Settings
 from database.engine import build_engine
 from database.event_loop import cooperation, run_blocking, wait_for_server
-from dependencies.database import SessionDep, get_database_session, get_read_session
+from dependencies.database import (
+    SessionDep,
+    get_database_session,
+    get_primary_read_session,
+    get_read_session,
+)
 from tests.databases import ON_POSTGRES, fresh_postgres_database, upgrade
 
 postgres_only = pytest.mark.postgres_only
@@ -302,6 +307,7 @@ def _serving_on(fresh_engine: Engine) -> Iterator[Callable[[FastAPI], FastAPI]]:
     def serve(app: FastAPI) -> FastAPI:
         app.dependency_overrides[get_database_session] = session
         app.dependency_overrides[get_read_session] = session
+        app.dependency_overrides[get_primary_read_session] = session
         apps.append(app)
         return app
 

@@ -7,7 +7,8 @@ from fastapi import APIRouter, Request
 from api.openapi import problem_responses
 from crud.errors import SchemaNotReady
 from crud.health import required_revision, schema_revision
-from dependencies.database import ReadSessionDep
+from dependencies.database import PrimaryReadSessionDep, ReplicaMonitorDep
+from schemas.health import Readiness, ReplicaReadiness
 
 router = APIRouter(tags=["service"])
 
@@ -35,10 +36,20 @@ async def health() -> dict[str, str]:
     return {"status": "healthy"}
 
 
-@router.get("/health/ready", responses=problem_responses(503))
-def ready(db: ReadSessionDep) -> dict[str, str]:
+@router.get(
+    "/health/ready",
+    response_model_exclude_unset=True,
+    responses=problem_responses(503),
+)
+def ready(db: PrimaryReadSessionDep, replica: ReplicaMonitorDep) -> Readiness:
     """Readiness: 200 only when the database answers and its schema is the one needed."""
     current, required = schema_revision(db), required_revision()
     if current != required:
         raise SchemaNotReady(current, required)
-    return {"status": "ready"}
+    if replica is None:
+        return Readiness(status="ready")
+    # Reported, never failing readiness: reads go to the primary while the replica cannot serve.
+    status = replica.status()
+    return Readiness(
+        status="ready", replica=ReplicaReadiness(state=status.state, lag_s=status.lag_s)
+    )

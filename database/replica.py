@@ -1,0 +1,213 @@
+"""Which reads a streaming replica may serve: WAL positions, sampled, compared without a round trip.
+
+PostgreSQL numbers every byte of its write-ahead log: a log sequence number (LSN), written
+`16/B374D848`. The primary's `pg_current_wal_lsn()` is where its log has been written up to;
+a replica's `pg_last_wal_replay_lsn()` is how far it has replayed that log, so how much of the
+primary's history it shows. GitLab's database load balancing routes reads the same way: a
+read goes to a replica that has replayed far enough, else to the primary.
+
+Two questions, both answered from what `ReplicaMonitor` last sampled, never by asking the
+servers during a request:
+- *Has the replica replayed this write?* The write's answer carried the primary's LSN, read
+  after its commit returned (`Consistency-Token`); the replica shows the write once its
+  replay LSN is at least that.
+- *How stale may it be?* Every DB_REPLICA_CHECK_INTERVAL_S the monitor samples the primary's
+  LSN, then the replica's replay LSN. If the replica has replayed an LSN the primary had at
+  time `t`, it shows every commit made before `t`: a read served now misses at most what was
+  committed since, so it is stale by at most `now - t`, however old the replica's sample is.
+"""
+
+import asyncio
+import bisect
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from config import Settings
+from database.engine import build_engine
+
+_LSN = re.compile(r"([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})")
+
+logger = logging.getLogger("catalog.replica")
+
+# After a commit has returned, with `synchronous_commit` on (PostgreSQL's default, which this
+# service keeps), its commit record has been written: the write position is past it. An LSN
+# read inside the transaction would not be: the commit record comes after it.
+_PRIMARY_POSITION = text("SELECT pg_current_wal_lsn()")
+# NULL on a server that is not replaying: a primary, or a replica promoted to one, which no
+# longer follows the primary and must not serve its reads.
+_REPLAYED_POSITION = text("SELECT pg_last_wal_replay_lsn()")
+
+State = Literal["streaming", "lagging", "down"]
+
+
+def parse_lsn(value: str) -> int | None:
+    """An LSN in PostgreSQL's text form (`16/B374D848`) as a number; None if it is not one."""
+    match = _LSN.fullmatch(value)
+    if match is None:
+        return None
+    return int(match.group(1), 16) << 32 | int(match.group(2), 16)
+
+
+def format_lsn(lsn: int) -> str:
+    """`lsn` in PostgreSQL's text form."""
+    return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
+
+
+def primary_position(connection: Connection) -> int:
+    """Where the primary's log has been written up to: past every commit that has returned."""
+    lsn = parse_lsn(connection.execute(_PRIMARY_POSITION).scalar_one())
+    assert lsn is not None
+    return lsn
+
+
+def replayed_position(connection: Connection) -> int | None:
+    """How far the replica has replayed the primary's log; None if it is not replaying."""
+    value = connection.execute(_REPLAYED_POSITION).scalar_one()
+    return None if value is None else parse_lsn(value)
+
+
+@dataclass(frozen=True)
+class ReplicaStatus:
+    """What `/health/ready` says of the replica: its state and how stale it may be."""
+
+    state: State
+    lag_s: float | None
+
+
+class ReplicaMonitor:
+    """The last known WAL positions of the primary and of one replica, for this process.
+
+    `serves()` decides where a read goes from them, at no cost; `run()` refreshes them (a task
+    of `main.lifespan`) with engines of its own, one connection each, so that sampling never
+    takes a connection a request is waiting for; `mark_down()` is for a request that found
+    the replica unreachable before the next sample did. Everything but the servers' answers
+    happens on the event loop; a reader on another thread sees one sample or the next, whole.
+    """
+
+    def __init__(
+        self,
+        primary: Engine,
+        replica: Engine,
+        *,
+        max_lag_s: float,
+        interval_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.primary, self.replica = primary, replica
+        self.max_lag_s, self.interval_s = max_lag_s, interval_s
+        self._clock = clock
+        # The primary's samples, oldest first: when each was asked for, and its LSN. Both only
+        # grow, so one bisection finds the newest sample that the replica has replayed. One
+        # tuple, replaced whole: a reader on another thread (`/health/ready`) sees one state.
+        self._samples: tuple[tuple[float, ...], tuple[int, ...]] = ((), ())
+        self._replayed: int | None = None  # None: down, or not sampled yet
+
+    # Decisions ---------------------------------------------------------------------------
+
+    def staleness(self) -> float | None:
+        """How many seconds of the primary's commits the replica may be missing right now, at
+        most; None when unknown (down, not sampled yet, or behind every sample kept)."""
+        (sampled_at, primary_lsns), replayed = self._samples, self._replayed
+        if replayed is None:
+            return None
+        newest = bisect.bisect_right(primary_lsns, replayed) - 1
+        if newest < 0:
+            return None
+        return max(0.0, self._clock() - sampled_at[newest])
+
+    def serves(self, token: int | None) -> bool:
+        """Whether a read may go to the replica: it is at most DB_REPLICA_MAX_LAG_S stale,
+        and it has replayed the write that `token` (a `Consistency-Token`) names, if any."""
+        replayed, staleness = self._replayed, self.staleness()
+        if replayed is None or staleness is None or staleness > self.max_lag_s:
+            return False
+        return token is None or replayed >= token
+
+    def status(self) -> ReplicaStatus:
+        staleness = self.staleness()
+        if self._replayed is None:
+            return ReplicaStatus("down", None)
+        lag = None if staleness is None else round(staleness, 3)
+        if staleness is None or staleness > self.max_lag_s:
+            return ReplicaStatus("lagging", lag)
+        return ReplicaStatus("streaming", lag)
+
+    # Samples -----------------------------------------------------------------------------
+
+    def record_primary(self, when: float, lsn: int) -> None:
+        """The primary's LSN as asked for at `when`: past every commit returned by then."""
+        sampled_at, primary_lsns = self._samples
+        if primary_lsns and lsn < primary_lsns[-1]:
+            # Another server answers as the primary (a standby promoted before it received the
+            # very last of the old primary's log): start again from its positions.
+            sampled_at, primary_lsns = (), ()
+        sampled_at, primary_lsns = (*sampled_at, when), (*primary_lsns, lsn)
+        # A sample older than the staleness allowed can no longer make the replica fresh
+        # enough; the newest such one stays, so a replica far behind still has a floor.
+        horizon = when - self.max_lag_s - self.interval_s
+        stale = max(0, bisect.bisect_left(sampled_at, horizon) - 1)
+        self._samples = sampled_at[stale:], primary_lsns[stale:]
+
+    def record_replica(self, lsn: int | None) -> None:
+        """The replica's replay LSN; None: unreachable, or not replaying (a primary)."""
+        if lsn is None and self._replayed is not None:
+            logger.warning("the replica is down or not replaying: reads go to the primary")
+        self._replayed = lsn
+
+    def mark_down(self) -> None:
+        self.record_replica(None)
+
+    def _read_positions(self) -> tuple[float, int | None, int | None]:
+        """Ask the primary, then the replica, in this order (the module's docstring says why)."""
+        asked_at, primary_lsn, replayed = self._clock(), None, None
+        try:
+            with self.primary.connect() as connection:
+                primary_lsn = primary_position(connection)
+        except SQLAlchemyError as exc:
+            # Without new samples of the primary the old ones age, and reads move to the
+            # primary once the newest is DB_REPLICA_MAX_LAG_S old.
+            logger.debug("could not read the primary's WAL position: %s", exc)
+        try:
+            with self.replica.connect() as connection:
+                replayed = replayed_position(connection)
+        except SQLAlchemyError as exc:
+            logger.debug("could not read the replica's replay position: %s", exc)
+        return asked_at, primary_lsn, replayed
+
+    async def sample(self) -> None:
+        """Refresh both positions; the servers are asked on a worker thread."""
+        asked_at, primary_lsn, replayed = await asyncio.to_thread(self._read_positions)
+        if primary_lsn is not None:
+            self.record_primary(asked_at, primary_lsn)
+        self.record_replica(replayed)
+
+    async def run(self) -> None:
+        """Sample every DB_REPLICA_CHECK_INTERVAL_S until cancelled."""
+        while True:
+            await self.sample()
+            await asyncio.sleep(self.interval_s)
+
+    def dispose(self) -> None:
+        self.primary.dispose()
+        self.replica.dispose()
+
+
+def build_monitor(settings: Settings) -> ReplicaMonitor | None:
+    """The monitor of DATABASE_READ_URL's replica (None: no replica), with engines of its own:
+    one autocommit connection to each server, made like the requests' (`build_engine`)."""
+    if settings.database_read_url is None:
+        return None
+    one_connection = settings.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0})
+    return ReplicaMonitor(
+        build_engine(settings.database_url, one_connection, for_reads=True),
+        build_engine(settings.database_read_url, one_connection, for_reads=True),
+        max_lag_s=settings.db_replica_max_lag_s,
+        interval_s=settings.db_replica_check_interval_s,
+    )
