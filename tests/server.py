@@ -67,12 +67,12 @@ class Service:
 
 @contextmanager
 def service_process(
-    database_url: str, *, command: str = "uvicorn main:app", **settings: str
+    database_url: str, *, command: str = "uvicorn main:app", workers: int = 1, **settings: str
 ) -> Iterator[Service]:
     """Start the service against `database_url` with extra settings; stop it after.
 
-    `command` is how: `uvicorn main:app` with the production command's flags, or
-    `python main.py`.
+    `command` is how: `uvicorn main:app` with the production command's flags (and `workers`
+    worker processes), or `python main.py`.
     """
     port = free_port()
     env = {
@@ -92,6 +92,8 @@ def service_process(
             "127.0.0.1",
             "--port",
             str(port),
+            "--workers",
+            str(workers),
             *PRODUCTION_FLAGS,
         ],
         "python main.py": ["main.py"],  # HOST and PORT from the environment
@@ -123,7 +125,9 @@ def service_process(
 @contextmanager
 def running_service(database_url: str, **settings: str) -> Iterator[str]:
     """Start `uvicorn main:app` against `database_url`; yield its base URL; stop it after."""
-    with service_process(database_url, **settings) as service:
+    with service_process(
+        database_url, command="uvicorn main:app", workers=1, **settings
+    ) as service:
         yield service.base_url
 
 
