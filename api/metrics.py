@@ -29,6 +29,11 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 from sqlalchemy.pool import QueuePool
 
+# Where this process's metrics live, read from the environment as prometheus_client read it
+# (never from `.env`, which it does not see) when it was imported just above: its mode was
+# decided then, for the life of the process.
+MULTIPROCESS_DIRECTORY = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+
 HTTP_REQUESTS = Counter(
     "catalog_http_requests_total", "HTTP requests answered.", ["method", "route", "status"]
 )
@@ -63,13 +68,6 @@ def observe_request(method: str, route: str, status: int, seconds: float) -> Non
     requests.inc()
     latency.observe(seconds)
 
-
-# Where this process's metrics live, read from the environment as prometheus_client reads it
-# (never from `.env`, which it does not see), when it was imported just above: its mode is
-# decided then, for the life of the process.
-MULTIPROCESS_DIRECTORY = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-# How often, in multiprocess mode, each worker copies its pools' readings into its files.
-POOL_READINGS_INTERVAL_S = 1.0
 
 _POOL_GAUGES = {
     "size": "Connections the pool keeps open once made (its pool_size).",
@@ -136,6 +134,7 @@ def register_pool_metrics(
 # gauges are files, like every other metric. Each worker writes its own pools' readings
 # (`sharing_pool_readings`), and a scrape adds up those of the live workers ("livesum").
 # Registered nowhere: in multiprocess mode the files are what a scrape reads.
+POOL_READINGS_INTERVAL_S = 1.0  # how often each worker writes its readings
 _SHARED_POOL_GAUGES = {
     name: Gauge(
         f"catalog_database_pool_{name}",
