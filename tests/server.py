@@ -67,12 +67,12 @@ class Service:
 
 @contextmanager
 def service_process(
-    database_url: str, *, command: str = "uvicorn main:app", workers: int = 1, **settings: str
+    database_url: str, *, command: str = "uvicorn main:app", workers: str = "1", **settings: str
 ) -> Iterator[Service]:
     """Start the service against `database_url` with extra settings; stop it after.
 
-    `command` is how: `uvicorn main:app` with the production command's flags (and `workers`
-    worker processes), or `python main.py`.
+    `command` is how: `uvicorn main:app` with the production command's flags and `workers`
+    worker processes (a string, like the settings), or `python main.py`.
     """
     port = free_port()
     env = {
@@ -93,7 +93,7 @@ def service_process(
             "--port",
             str(port),
             "--workers",
-            str(workers),
+            workers,
             *PRODUCTION_FLAGS,
         ],
         "python main.py": ["main.py"],  # HOST and PORT from the environment
@@ -125,9 +125,7 @@ def service_process(
 @contextmanager
 def running_service(database_url: str, **settings: str) -> Iterator[str]:
     """Start `uvicorn main:app` against `database_url`; yield its base URL; stop it after."""
-    with service_process(
-        database_url, command="uvicorn main:app", workers=1, **settings
-    ) as service:
+    with service_process(database_url, **settings) as service:
         yield service.base_url
 
 
