@@ -1,5 +1,6 @@
 """Settings: every knob the service reads from the environment (and `.env`), in one place."""
 
+import re
 import sys
 from functools import lru_cache
 from pathlib import Path
@@ -7,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 PROJECT_DIR = Path(__file__).resolve().parent
@@ -18,10 +19,51 @@ DEFAULT_DATABASE_URL = f"sqlite:///{PROJECT_DIR / 'catalog.db'}"
 _PSYCOPG2_ALIASES = {"postgres", "postgresql"}
 
 
+# libpq's multi-host URI, `postgresql://user@h1:5432,h2:5433/db`: the part between `@` (or
+# `//`) and the first `/` or `?` lists the hosts. The user and password hold no `/`, `?` or
+# `@` unencoded (RFC 3986), so they end at the `@`.
+_MULTIHOST_URL = re.compile(r"(?P<head>[\w+]+://(?:[^/?@]*@)?)(?P<hosts>[^/?]*,[^/?]*)(?P<tail>.*)")
+# One entry of the list: a name or IPv4 address, or an IPv6 address in brackets; a port or none.
+_HOST_ENTRY = re.compile(r"(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[^\[\]:]+))(?::(?P<port>\d+))?")
+
+
+def _from_multihost(match: re.Match[str]) -> URL:
+    """libpq's multi-host URI in the form SQLAlchemy's PostgreSQL dialects document ("Specifying
+    multiple fallback hosts"): no host in the URL's host part, and libpq's own `host` and
+    `port` keywords, comma-separated lists, in its query. That form, unlike `?host=h1:p1&host=h2`,
+    also holds IPv6 addresses; a host without a port gets libpq's default (an empty entry)."""
+    hosts: list[str] = []
+    ports: list[str] = []
+    for entry in match["hosts"].split(","):
+        parsed = _HOST_ENTRY.fullmatch(entry)
+        if parsed is None or (parsed["port"] and not 0 < int(parsed["port"]) < 65536):
+            raise ValueError(
+                f"has a host list entry {entry!r} that is not host, host:port or [ipv6]:port"
+                " (expected e.g. postgresql://user@db1:5432,db2:5432/dbname)"
+            )
+        hosts.append(parsed["ipv6"] or parsed["host"])
+        ports.append(parsed["port"] or "")
+    url = make_url(match["head"] + match["tail"])
+    if "host" in url.query or "port" in url.query:
+        raise ValueError("lists hosts both before the database name and in ?host= or ?port=")
+    query = {"host": ",".join(hosts)}
+    if any(ports):
+        query["port"] = ",".join(ports)
+    return url.update_query_dict(query)
+
+
 def normalize_database_url(raw: str) -> str:
-    """Parse a database URL, pin PostgreSQL to psycopg2, and fail with one readable sentence."""
+    """Parse a database URL, pin PostgreSQL to psycopg2, and fail with one readable sentence.
+
+    A libpq multi-host URL (`postgresql://user@h1:5432,h2:5432/db?target_session_attrs=...`,
+    for failover) becomes the form SQLAlchemy parses, with the same hosts, ports and options.
+    """
     try:
-        url = make_url(raw.strip())
+        multihost = _MULTIHOST_URL.fullmatch(raw.strip())
+        if multihost is not None and multihost["head"].startswith("postgres"):
+            url = _from_multihost(multihost)
+        else:
+            url = make_url(raw.strip())
     except ArgumentError:
         raise ValueError(
             "is not a database URL (expected e.g. postgresql://user:password@host:5432/dbname"

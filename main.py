@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.docs import install_offline_docs
 from api.logs import configure_logging
-from api.metrics import register_pool_metrics
+from api.metrics import register_pool_metrics, sharing_pool_readings
 from api.metrics import router as metrics_router
 from api.middleware import (
     BodyLimitMiddleware,
@@ -107,9 +107,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if not settings.api_keys:
         logger.warning("API_KEYS is not set: writes (POST, PUT, PATCH, DELETE) are open to anyone")
     # Opt-in: while the app serves, the routes of `EventLoopRoute` routers wait for
-    # PostgreSQL in the event loop (database/event_loop.py).
+    # PostgreSQL in the event loop (database/event_loop.py). With several workers, each one
+    # shares its pools' readings with the others' `/metrics` (api/metrics.py).
     binds = [engine, read_engine, *([replica_engine] if replica_engine is not None else [])]
-    with cooperation(*binds):
+    with cooperation(*binds), sharing_pool_readings():
         await run_in_threadpool(report_database)
         async with replica_monitoring(app):
             yield

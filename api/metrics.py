@@ -1,6 +1,16 @@
-"""Prometheus metrics: requests and latency by route template, the pool, database errors."""
+"""Prometheus metrics: requests and latency by route template, the pool, database errors.
 
+One process, or one instance of several worker processes: with `PROMETHEUS_MULTIPROC_DIR`
+set, prometheus_client runs in its multiprocess mode (docs/scaling.md). Every worker then
+writes its metrics to files of its own in that directory, and whichever worker answers
+`/metrics` reads and adds up all of them.
+"""
+
+import glob
+import os
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 
 from fastapi import APIRouter, Response
@@ -9,13 +19,20 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
+    multiprocess,
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 from sqlalchemy.pool import QueuePool
+
+# Where this process's metrics live, read from the environment as prometheus_client read it
+# (never from `.env`, which it does not see) when it was imported just above: its mode was
+# decided then, for the life of the process.
+MULTIPROCESS_DIRECTORY = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 
 HTTP_REQUESTS = Counter(
     "catalog_http_requests_total", "HTTP requests answered.", ["method", "route", "status"]
@@ -52,6 +69,28 @@ def observe_request(method: str, route: str, status: int, seconds: float) -> Non
     latency.observe(seconds)
 
 
+_POOL_GAUGES = {
+    "size": "Connections the pool keeps open once made (its pool_size).",
+    "checked_out": "Connections lent to requests right now.",
+    "idle": "Open connections waiting in the pool for a request.",
+    "overflow": "Connections open beyond the pool size right now (up to its max_overflow).",
+}
+
+
+def _pool_readings(engines: dict[str, Engine]) -> Iterator[tuple[str, str, int]]:
+    """(gauge, pool label, value) of every pool, read now."""
+    for label, engine in engines.items():
+        pool = engine.pool
+        assert isinstance(pool, QueuePool)
+        size, checked_out, idle = pool.size(), pool.checkedout(), pool.checkedin()
+        # Not QueuePool.overflow(): that counts up from -size, negative until the pool fills.
+        overflow = max(0, checked_out + idle - size)
+        yield "size", label, size
+        yield "checked_out", label, checked_out
+        yield "idle", label, idle
+        yield "overflow", label, overflow
+
+
 class _QueuePoolsCollector(Collector):
     """Reads the pools' gauges when Prometheus scrapes, so the hot path pays nothing."""
 
@@ -60,33 +99,15 @@ class _QueuePoolsCollector(Collector):
         self.engines: dict[str, Engine] = {}
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        readings: dict[str, list[tuple[str, int]]] = {}
-        for label, engine in self.engines.items():
-            pool = engine.pool
-            assert isinstance(pool, QueuePool)
-            size, checked_out, idle = pool.size(), pool.checkedout(), pool.checkedin()
-            # Not QueuePool.overflow(): that counts up from -size, negative until the pool fills.
-            overflow = max(0, checked_out + idle - size)
-            for name, value in (
-                ("size", size),
-                ("checked_out", checked_out),
-                ("idle", idle),
-                ("overflow", overflow),
-            ):
-                readings.setdefault(name, []).append((label, value))
-        for name, help_text in _POOL_GAUGES.items():
-            family = GaugeMetricFamily(f"catalog_database_pool_{name}", help_text, labels=["pool"])
-            for label, value in readings.get(name, []):
-                family.add_metric([label], value)
-            yield family
+        families = {
+            name: GaugeMetricFamily(f"catalog_database_pool_{name}", help_text, labels=["pool"])
+            for name, help_text in _POOL_GAUGES.items()
+        }
+        for name, label, value in _pool_readings(self.engines):
+            families[name].add_metric([label], value)
+        yield from families.values()
 
 
-_POOL_GAUGES = {
-    "size": "Connections the pool keeps open once made (its pool_size).",
-    "checked_out": "Connections lent to requests right now.",
-    "idle": "Open connections waiting in the pool for a request.",
-    "overflow": "Connections open beyond the pool size right now (up to its max_overflow).",
-}
 # One collector per registry (a test's own, or the default one).
 _collectors: list[tuple[CollectorRegistry, _QueuePoolsCollector]] = []
 
@@ -109,6 +130,91 @@ def register_pool_metrics(
     collector.engines[pool] = engine
 
 
+# Multiprocess mode cannot run a collector in another worker at scrape time: there, the same
+# gauges are files, like every other metric. Each worker writes its own pools' readings
+# (`sharing_pool_readings`), and a scrape adds up those of the live workers ("livesum").
+# Registered nowhere: in multiprocess mode the files are what a scrape reads.
+POOL_READINGS_INTERVAL_S = 1.0  # how often each worker writes its readings
+_SHARED_POOL_GAUGES = {
+    name: Gauge(
+        f"catalog_database_pool_{name}",
+        help_text,
+        ["pool"],
+        multiprocess_mode="livesum",
+        registry=None,
+    )
+    for name, help_text in _POOL_GAUGES.items()
+}
+
+
+def _write_pool_readings() -> None:
+    """Copy this worker's pools' readings (the app's, registered in the default registry)
+    into its files."""
+    for registry, collector in _collectors:
+        if registry is REGISTRY:
+            for name, label, value in _pool_readings(collector.engines):
+                _SHARED_POOL_GAUGES[name].labels(label).set(value)
+
+
+@contextmanager
+def sharing_pool_readings() -> Iterator[None]:
+    """While this worker serves, in multiprocess mode: keep its pools' readings in its files,
+    at most POOL_READINGS_INTERVAL_S old, and remove them when it stops, so that the
+    instance's pool gauges add up the workers serving. Outside multiprocess mode, nothing: a
+    scrape reads the pools themselves."""
+    if MULTIPROCESS_DIRECTORY is None:
+        yield
+        return
+    stop = threading.Event()
+
+    def keep_writing() -> None:
+        while not stop.wait(POOL_READINGS_INTERVAL_S):
+            _write_pool_readings()
+
+    _write_pool_readings()
+    writer = threading.Thread(target=keep_writing, name="catalog-pool-readings", daemon=True)
+    writer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        writer.join()
+        # What prometheus_client's documentation has a process manager call when a worker
+        # exits; uvicorn's has no such hook, so the worker does it for itself.
+        multiprocess.mark_process_dead(os.getpid(), MULTIPROCESS_DIRECTORY)  # type: ignore[no-untyped-call]
+
+
+def _forget_dead_workers(directory: str) -> None:
+    """Remove the live gauges of workers that died without stopping (killed, out of memory):
+    uvicorn replaces them, and their last pool readings must not count on. Their counters and
+    histograms stay: what they counted did happen."""
+    # The files are named <type>_<mode>_<pid>.db.
+    pids = {
+        int(os.path.basename(path).removesuffix(".db").rsplit("_", 1)[1])
+        for path in glob.glob(os.path.join(directory, "gauge_live*_*.db"))
+    }
+    for pid in pids:
+        try:
+            os.kill(pid, 0)  # signal 0: only whether the process exists
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
+        except PermissionError:
+            pass  # it exists, as another user's
+
+
+def _registry() -> CollectorRegistry:
+    """The registry a scrape exports: the process's own, or in multiprocess mode a new one per
+    scrape holding only the collector of every worker's files, as prometheus_client's
+    documentation builds it (the default registry would add this worker's values twice)."""
+    if MULTIPROCESS_DIRECTORY is None:
+        return REGISTRY
+    _write_pool_readings()
+    _forget_dead_workers(MULTIPROCESS_DIRECTORY)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=MULTIPROCESS_DIRECTORY)  # type: ignore[no-untyped-call]
+    return registry
+
+
 router = APIRouter(tags=["service"])
 
 
@@ -119,4 +225,4 @@ router = APIRouter(tags=["service"])
 )
 def metrics() -> Response:
     """Prometheus metrics, in the text exposition format."""
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(_registry()), media_type=CONTENT_TYPE_LATEST)

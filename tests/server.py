@@ -67,12 +67,12 @@ class Service:
 
 @contextmanager
 def service_process(
-    database_url: str, *, command: str = "uvicorn main:app", **settings: str
+    database_url: str, *, command: str = "uvicorn main:app", workers: str = "1", **settings: str
 ) -> Iterator[Service]:
     """Start the service against `database_url` with extra settings; stop it after.
 
-    `command` is how: `uvicorn main:app` with the production command's flags, or
-    `python main.py`.
+    `command` is how: `uvicorn main:app` with the production command's flags and `workers`
+    worker processes (a string, like the settings), or `python main.py`.
     """
     port = free_port()
     env = {
@@ -92,6 +92,8 @@ def service_process(
             "127.0.0.1",
             "--port",
             str(port),
+            "--workers",
+            workers,
             *PRODUCTION_FLAGS,
         ],
         "python main.py": ["main.py"],  # HOST and PORT from the environment

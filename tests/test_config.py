@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from sqlalchemy import Engine, text
@@ -13,6 +14,7 @@ from sqlalchemy.engine import make_url
 from config import DEFAULT_DATABASE_URL, PROJECT_DIR, Settings, normalize_database_url
 from database.engine import build_engine
 from tests.databases import ON_POSTGRES, TEST_DATABASE_URL
+from tests.server import free_port
 
 
 @pytest.mark.parametrize(
@@ -30,6 +32,79 @@ def test_postgres_urls_are_pinned_to_psycopg2(url: str) -> None:
     engine = build_engine(settings.database_url, settings)
     assert engine.dialect.driver == "psycopg2"
     engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("url", "query"),
+    [
+        (
+            "postgresql://u@db1:5442,10.0.0.2:5443/shop?target_session_attrs=read-write",
+            {"host": "db1,10.0.0.2", "port": "5442,5443", "target_session_attrs": "read-write"},
+        ),
+        ("postgres://u@db1,db2/shop", {"host": "db1,db2"}),
+        ("postgresql://u@db1:5442,db2/shop", {"host": "db1,db2", "port": "5442,"}),
+        (
+            "postgresql://u@[::1]:5442,[2001:db8::7]:5443/shop?connect_timeout=3",
+            {"host": "::1,2001:db8::7", "port": "5442,5443", "connect_timeout": "3"},
+        ),
+    ],
+)
+def test_a_libpq_multi_host_url_becomes_sqlalchemys_host_and_port_lists(
+    url: str, query: dict[str, str]
+) -> None:
+    normalized = make_url(Settings(database_url=url).database_url)
+
+    assert normalized.drivername == "postgresql+psycopg2"
+    assert (normalized.username, normalized.database) == ("u", "shop")
+    assert (normalized.host, normalized.port) == (None, None)
+    assert dict(normalized.query) == query
+
+
+def test_a_multi_host_url_keeps_its_password() -> None:
+    url = "postgresql://u:p%40ss%2Fword@db1:5442,db2:5443/shop"
+
+    normalized = make_url(normalize_database_url(url))
+
+    assert normalized.password == "p@ss/word"
+    assert dict(normalized.query) == {"host": "db1,db2", "port": "5442,5443"}
+
+
+def test_sqlalchemys_own_multi_host_form_is_left_as_it_is() -> None:
+    url = "postgresql://u@/shop?host=db1:5442&host=db2:5443&target_session_attrs=primary"
+
+    normalized = make_url(normalize_database_url(url))
+
+    assert (normalized.host, normalized.database) == (None, "shop")
+    assert dict(normalized.query) == {
+        "host": ("db1:5442", "db2:5443"),
+        "target_session_attrs": "primary",
+    }
+
+
+@pytest.mark.postgres_only
+def test_a_multi_host_url_connects_to_the_first_host_that_answers(database_url: str) -> None:
+    """Nothing listens on the first host's port: libpq goes on to the next, as in a failover."""
+    server = make_url(database_url)
+    user = quote(server.username or "", safe="") + (
+        f":{quote(server.password, safe='')}" if server.password else ""
+    )
+    second = f"{server.host}:{server.port or 5432}"
+    url = (
+        f"postgresql://{user}@127.0.0.1:{free_port()},{second}/{server.database}"
+        "?target_session_attrs=read-write"
+    )
+    settings = Settings(database_url=url, db_connect_timeout=2)
+
+    engine = build_engine(settings.database_url, settings)
+    try:
+        with engine.connect() as connection:
+            port = connection.exec_driver_sql("SELECT inet_server_port()").scalar_one()
+            read_only = connection.exec_driver_sql("SHOW transaction_read_only").scalar_one()
+    finally:
+        engine.dispose()
+
+    assert port == (server.port or 5432)
+    assert read_only == "off"
 
 
 def test_default_database_is_a_sqlite_file_in_the_project(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -118,6 +193,7 @@ def _run(*arguments: str, **environment: str) -> subprocess.CompletedProcess[str
     [
         ("not a url", "DATABASE_URL"),
         ("postgresql://user@host:notaport/db", "DATABASE_URL"),
+        ("postgresql://user@db1:5442,db2:x/db", "host list entry 'db2:x'"),
         ("mysteriousdb://host/db", "unknown database driver"),
         ("mysql://user@host/db", "needs the driver module 'MySQLdb'"),
     ],

@@ -50,8 +50,9 @@ class Log:
 
 
 def _multi_host_url(*nodes: Node) -> str:
-    hosts = "&".join(f"host=127.0.0.1:{node.port}" for node in nodes)
-    return f"postgresql+psycopg2://postgres@/postgres?{hosts}&target_session_attrs=read-write"
+    """libpq's multi-host form, as docs/scaling.md tells operators to write it."""
+    hosts = ",".join(f"127.0.0.1:{node.port}" for node in nodes)
+    return f"postgresql://postgres@{hosts}/postgres?target_session_attrs=read-write"
 
 
 def _write_until(
