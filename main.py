@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
 
 from api.docs import install_offline_docs
+from api.draining import draining_on_sigterm
 from api.logs import configure_logging
 from api.metrics import register_pool_metrics
 from api.metrics import router as metrics_router
@@ -81,9 +82,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.database_slots = database_slots()
     if not settings.api_keys:
         logger.warning("API_KEYS is not set: writes (POST, PUT, PATCH, DELETE) are open to anyone")
-    # Opt-in: while the app serves, the routes of `EventLoopRoute` routers wait for
-    # PostgreSQL in the event loop (database/event_loop.py).
-    with cooperation(engine, read_engine):
+    # Opt-ins, while the app serves: the routes of `EventLoopRoute` routers wait for
+    # PostgreSQL in the event loop (database/event_loop.py); SIGTERM drains first for
+    # SHUTDOWN_DRAIN_S (api/draining.py).
+    with (
+        cooperation(engine, read_engine),
+        draining_on_sigterm(app.state, settings.shutdown_drain_s),
+    ):
         await run_in_threadpool(report_database)
         yield
     # After uvicorn has drained in-flight requests (SIGTERM): every acknowledged write is

@@ -2,8 +2,9 @@
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 
+from api.draining import is_draining
 from api.openapi import problem_responses
 from crud.errors import SchemaNotReady
 from crud.health import required_revision, schema_revision
@@ -36,8 +37,11 @@ async def health() -> dict[str, str]:
 
 
 @router.get("/health/ready", responses=problem_responses(503))
-def ready(db: ReadSessionDep) -> dict[str, str]:
+def ready(request: Request, db: ReadSessionDep) -> dict[str, str]:
     """Readiness: 200 only when the database answers and its schema is the one needed."""
+    if is_draining(request.app.state):
+        # SIGTERM came: the load balancer should send requests elsewhere (api.draining).
+        raise HTTPException(503, "This instance is shutting down", {"Retry-After": "1"})
     current, required = schema_revision(db), required_revision()
     if current != required:
         raise SchemaNotReady(current, required)
