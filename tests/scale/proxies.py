@@ -21,7 +21,6 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
 
 import httpx
 import pytest
@@ -44,13 +43,13 @@ def require(binary: Path) -> None:
         pytest.skip(message)
 
 
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+def _wait_for_port(name: str, port: int, process: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + 20
     while True:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
             return
         if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"{process.args[0]} did not start:\n{log.read_text()}")
+            raise RuntimeError(f"{name} did not start:\n{log.read_text()}")
         time.sleep(0.05)
 
 
@@ -113,9 +112,7 @@ class PgBouncer:
 
 
 @contextmanager
-def pgbouncer(
-    *, server_port: int, database: str, users: Mapping[str, str]
-) -> Iterator[PgBouncer]:
+def pgbouncer(*, server_port: int, database: str, users: Mapping[str, str]) -> Iterator[PgBouncer]:
     """PgBouncer from deploy/pgbouncer.ini in front of `database` at 127.0.0.1:`server_port`,
     letting in `users` (name: password) as its auth_file would."""
     require(PGBOUNCER)
@@ -147,7 +144,7 @@ def pgbouncer(
         stderr=subprocess.DEVNULL,
     )
     try:
-        _wait_for_port(port, process, log)
+        _wait_for_port("PgBouncer", port, process, log)
         yield PgBouncer(port, directory)
     finally:
         _stop(process, signal.SIGINT)  # PgBouncer's "safe shutdown": after running queries
@@ -160,7 +157,7 @@ def pgbouncer(
 def render_haproxy_cfg(*, port: int, servers: Mapping[str, int], stats_socket: Path) -> str:
     """deploy/haproxy.cfg listening on `port`, balancing `servers` (name: port on 127.0.0.1),
     its runtime API on `stats_socket`; run in the foreground as the user running the tests."""
-    lines = []
+    lines: list[str] = []
     for line in (DEPLOY / "haproxy.cfg").read_text().splitlines():
         words = line.split()
         keyword = words[0] if words else ""
@@ -183,7 +180,7 @@ def render_haproxy_cfg(*, port: int, servers: Mapping[str, int], stats_socket: P
 
 
 class HAProxy:
-    def __init__(self, base_url: str, stats_socket: Path, log: IO[str]) -> None:
+    def __init__(self, base_url: str, stats_socket: Path, log: Path) -> None:
         self.base_url, self.stats_socket, self.log = base_url, stats_socket, log
 
     def command(self, line: str) -> str:
@@ -213,8 +210,8 @@ class HAProxy:
             time.sleep(0.05)
 
     def output(self) -> str:
-        self.log.seek(0)
-        return self.log.read()
+        """What HAProxy logged (`log stdout`): a line per request, and every server's state."""
+        return self.log.read_text()
 
 
 @contextmanager
@@ -226,17 +223,18 @@ def haproxy(servers: Mapping[str, int]) -> Iterator[HAProxy]:
     stats_socket = directory / "admin.sock"
     config = directory / "haproxy.cfg"
     config.write_text(render_haproxy_cfg(port=port, servers=servers, stats_socket=stats_socket))
-    with tempfile.TemporaryFile(mode="w+") as log:
+    log = directory / "haproxy.log"
+    with log.open("wb") as output:
         # -db: in the foreground, not as a daemon; its log lines (`log stdout`) go to `log`.
         process = subprocess.Popen(
-            [str(HAPROXY), "-db", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT
+            [str(HAPROXY), "-db", "-f", str(config)], stdout=output, stderr=subprocess.STDOUT
         )
-        try:
-            _wait_for_port(port, process, config)
-            yield HAProxy(f"http://127.0.0.1:{port}", stats_socket, log)
-        finally:
-            _stop(process, signal.SIGUSR1)  # soft stop: finish the requests under way
-            shutil.rmtree(directory, ignore_errors=True)
+    try:
+        _wait_for_port("HAProxy", port, process, log)
+        yield HAProxy(f"http://127.0.0.1:{port}", stats_socket, log)
+    finally:
+        _stop(process, signal.SIGUSR1)  # soft stop: finish the requests under way
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 # --- Service instances -----------------------------------------------------------------------

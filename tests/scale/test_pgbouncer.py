@@ -103,8 +103,9 @@ def _raw_value(url: str, name: str) -> str:
     try:
         with connection.cursor() as cursor:
             cursor.execute(f"SHOW {name}")
-            (value,) = cursor.fetchone()
-        return str(value)
+            row = cursor.fetchone()
+        assert row is not None
+        return str(row[0])
     finally:
         connection.close()
 
@@ -133,9 +134,7 @@ def test_timestamps_are_utc_in_answers_and_in_the_database_session(
     service: str, bouncer_url: str, direct_url: str
 ) -> None:
     created = _create(service, name=f"Zoned {uuid.uuid4().hex[:8]}")
-    patched = _request(
-        service, "PATCH", f"/products/{created['id']}", json={"quantity": 3}
-    ).json()
+    patched = _request(service, "PATCH", f"/products/{created['id']}", json={"quantity": 3}).json()
     listed = _request(service, "GET", "/products", params={"q": created["name"]}).json()
     writes, reads = _engines(bouncer_url)
     try:
