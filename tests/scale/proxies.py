@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -63,17 +64,19 @@ def _stop(process: subprocess.Popen[bytes], signal_number: int = signal.SIGTERM)
         process.wait()
 
 
+# PgBouncer refuses to run as root; Debian runs it as `postgres`. The process itself changes
+# user (no `runuser` in between, which would not pass the stopping signal on).
+_UNPRIVILEGED: dict[str, Any] = (
+    {"user": "postgres", "group": "postgres"} if os.geteuid() == 0 else {}
+)
+
+
 def _private_directory(prefix: str) -> Path:
-    """A temporary directory; owned by `postgres` when run as root (see `_as_unprivileged`)."""
+    """A temporary directory; owned by `postgres` when run as root (`_UNPRIVILEGED`)."""
     directory = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     if os.geteuid() == 0:
         shutil.chown(directory, "postgres", "postgres")
     return directory
-
-
-def _as_unprivileged(command: list[str]) -> list[str]:
-    # PgBouncer refuses to run as root; Debian runs it as `postgres`.
-    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
 
 
 # --- PgBouncer -------------------------------------------------------------------------------
@@ -139,9 +142,10 @@ def pgbouncer(*, server_port: int, database: str, users: Mapping[str, str]) -> I
             shutil.chown(path, "postgres", "postgres")
     log = directory / "pgbouncer.log"
     process = subprocess.Popen(
-        _as_unprivileged([str(PGBOUNCER), "-q", str(config)]),
+        [str(PGBOUNCER), "-q", str(config)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        **_UNPRIVILEGED,
     )
     try:
         _wait_for_port("PgBouncer", port, process, log)
