@@ -61,10 +61,11 @@ def _session_value(connection: Connection, name: str) -> str:
     assert raw is not None
     cursor = raw.cursor()
     cursor.execute(f"SHOW {name}")
-    (value,) = cursor.fetchone()
+    row = cursor.fetchone()
     cursor.close()
     raw.rollback()
-    return str(value)
+    assert row is not None
+    return str(row[0])
 
 
 @pytest.mark.parametrize("timeouts_ms", [(5000, 2000), (0, 0)], ids=["timeouts", "no-timeouts"])
