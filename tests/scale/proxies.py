@@ -279,7 +279,7 @@ class Instance:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60  # a busy 2-core machine takes its time
         while True:
             with contextlib.suppress(httpx.TransportError):
                 if httpx.get(f"{self.base_url}/health", timeout=1).status_code == 200:

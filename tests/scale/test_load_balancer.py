@@ -107,6 +107,7 @@ def test_cursors_etags_and_idempotency_keys_work_across_instances(
 
     assert [response.status_code for response in made] == [201] * 3
     names = [product["name"] for product in first_page.json() + second_page.json()]
+    assert "cursor=" in first_page.links["next"]["url"]
     assert second_page.status_code == 200
     assert sorted(names) == sorted(product.json()["name"] for product in made)
     assert not_modified.status_code == 304

@@ -6,6 +6,7 @@ the service may rely on a session: each transaction may run on another server co
 which other clients use between two of its transactions.
 """
 
+import os
 import subprocess
 import sys
 import threading
@@ -62,7 +63,7 @@ def bouncer_url(bouncer: PgBouncer) -> str:
     migration = subprocess.run(
         [sys.executable, "-m", "alembic", "upgrade", "head"],
         cwd=PROJECT_DIR,
-        env={"PATH": "/usr/bin:/bin", "DATABASE_URL": url},
+        env={**os.environ, "DATABASE_URL": url},
         capture_output=True,
         text=True,
         timeout=120,
