@@ -5,7 +5,8 @@ many statements it makes, and commits before its answer is built (`crud`). `read
 serves the sessions of requests that only read (`GET`, `HEAD`): on PostgreSQL an engine and
 pool of its own whose connections autocommit (`build_read_engine`). `replica_engine`, when
 DATABASE_READ_URL names a streaming replica, is the same for it: reads that it may serve go
-there (`database.replica`, `dependencies.database.get_read_session`).
+there (`database.replica`, `dependencies.database.get_read_session`). On PostgreSQL a commit
+that the synchronous standby did not confirm fails (`ConfirmedCommitConnection`).
 """
 
 import select
