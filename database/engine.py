@@ -5,13 +5,16 @@ many statements it makes, and commits before its answer is built (`crud`). `read
 serves the sessions of requests that only read (`GET`, `HEAD`): on PostgreSQL an engine and
 pool of its own whose connections autocommit (`build_read_engine`). `replica_engine`, when
 DATABASE_READ_URL names a streaming replica, is the same for it: reads that it may serve go
-there (`database.replica`, `dependencies.database.get_read_session`).
+there (`database.replica`, `dependencies.database.get_read_session`). On PostgreSQL a commit
+that the synchronous standby did not confirm fails (`ConfirmedCommitConnection`).
 """
 
 import select
 from typing import Any
 
+import psycopg2
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE
+from psycopg2.extensions import connection as Psycopg2Connection
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
@@ -69,6 +72,40 @@ def _replace_hung_up_connections(engine: Engine) -> None:
     def _on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
         if _hung_up(dbapi_connection):
             raise DisconnectionError("the server closed this pooled connection")
+
+
+# PostgreSQL's words (syncrep.c) when a commit's wait for the synchronous standby is cancelled.
+_COMMITTED_ON_THE_PRIMARY_ALONE = "canceling wait for synchronous replication"
+
+
+class StandbyUnconfirmed(psycopg2.OperationalError):
+    """A commit PostgreSQL kept on the primary alone: its synchronous standby never confirmed
+    it. An `OperationalError`, so SQLAlchemy wraps it as one and the client gets a 503."""
+
+
+class ConfirmedCommitConnection(Psycopg2Connection):
+    """A psycopg2 connection whose `commit()` fails unless the synchronous standby has it.
+
+    While the synchronous standby is down, a `COMMIT` waits for it (`DB_STATEMENT_TIMEOUT_MS`
+    does not bound that wait). When the wait is cancelled (`pg_cancel_backend`, a pooler's
+    query timeout), PostgreSQL keeps the commit on the primary alone and reports success with
+    only a WARNING: answered 2xx, the write would be lost if the primary then failed and the
+    standby were promoted. Raising here turns it into a 503, whose client retries it (with its
+    `Idempotency-Key`). Every commit of the service's sessions comes through here, so no crud
+    function can miss it. The notices are judged per commit and then dropped: the service
+    reads no others, and none may leak into the next transaction on this pooled connection.
+    The match is on PostgreSQL's English message (the server's `lc_messages`).
+    """
+
+    def commit(self) -> None:
+        self.notices.clear()
+        super().commit()
+        unconfirmed = any(_COMMITTED_ON_THE_PRIMARY_ALONE in notice for notice in self.notices)
+        self.notices.clear()
+        if unconfirmed:
+            raise StandbyUnconfirmed(
+                "the synchronous standby did not confirm this commit; it is on the primary only"
+            )
 
 
 def _postgres_connect_args(settings: Settings) -> dict[str, Any]:
@@ -144,6 +181,8 @@ def build_engine(database_url: str, settings: Settings, *, for_reads: bool = Fal
             pool_recycle=settings.db_pool_recycle,
             connect_args=_postgres_connect_args(settings),
         )
+        if url.get_driver_name() == "psycopg2":
+            options["connect_args"]["connection_factory"] = ConfirmedCommitConnection
         if for_reads:
             options["isolation_level"] = "AUTOCOMMIT"
     engine = create_engine(url, **options)

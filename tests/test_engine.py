@@ -8,7 +8,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import OperationalError
 
 from config import Settings
-from database.engine import build_engine, build_read_engine
+from database.engine import StandbyUnconfirmed, build_engine, build_read_engine
 
 pytestmark = pytest.mark.postgres_only
 
@@ -172,3 +172,31 @@ def test_a_statement_past_the_timeout_is_cancelled(bounded: Engine, bounded_read
             connection.execute(text("SELECT pg_sleep(5)"))
 
         assert raised.value.orig.pgcode == "57014"  # type: ignore[union-attr]
+
+
+def test_a_commit_the_synchronous_standby_did_not_confirm_fails(pool_of_one: Engine) -> None:
+    """PostgreSQL answers such a COMMIT with success and a WARNING; here a deferred trigger
+    sends that warning at the same point of the commit, without a standby.
+    tests/scale/test_synchronous_commit.py cancels a real wait for a real standby."""
+    with pool_of_one.connect() as connection:
+        connection.execute(
+            text(
+                "CREATE TEMP TABLE unconfirmed (id int);"
+                "CREATE FUNCTION pg_temp.warn() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                " RAISE WARNING 'canceling wait for synchronous replication due to user request';"
+                " RETURN NULL; END $$;"
+                "CREATE CONSTRAINT TRIGGER at_commit AFTER INSERT ON unconfirmed"
+                " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION pg_temp.warn()"
+            )
+        )
+        connection.commit()
+        connection.execute(text("INSERT INTO unconfirmed VALUES (1)"))
+        with pytest.raises(OperationalError) as raised:
+            connection.commit()
+        connection.rollback()
+        committed = connection.execute(text("SELECT count(*) FROM unconfirmed")).scalar_one()
+        connection.commit()  # the warning that was read is gone: this commit succeeds
+
+    assert isinstance(raised.value.orig, StandbyUnconfirmed)
+    assert not raised.value.connection_invalidated  # the connection stays in the pool
+    assert committed == 1  # on the primary: the write's fate is unknown to the client

@@ -162,14 +162,15 @@ class Replication:
             "--no-sync",
         )
         node.start()
-        self._wait_for(name, "streaming")
+        self.wait_for(name, "streaming")
         if synchronous:
             self.primary.query(f"ALTER SYSTEM SET synchronous_standby_names = '{name}'")
             self.primary.query("SELECT pg_reload_conf()")
-            self._wait_for(name, "sync")
+            self.wait_for(name, "sync")
         return node
 
-    def _wait_for(self, name: str, what: Literal["streaming", "sync"]) -> None:
+    def wait_for(self, name: str, what: Literal["streaming", "sync"]) -> None:
+        """Until replica `name` streams (or is the synchronous standby) again, or fail."""
         column = "state" if what == "streaming" else "sync_state"
         deadline = time.monotonic() + _WAIT_S
         while True:
