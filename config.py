@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     # Seconds an `Idempotency-Key` and the answer kept with it last, at least (default 24 h).
     idempotency_ttl_s: int = Field(default=86400, ge=1)
 
+    # On SIGTERM, seconds to answer `/health/ready` with 503 (and everything else as usual)
+    # before shutting down, so that a load balancer takes the instance out first (api.draining).
+    shutdown_drain_s: float = Field(default=0, ge=0)
+
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"

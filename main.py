@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
 
 from api.docs import install_offline_docs
+from api.draining import draining_on_sigterm
 from api.logs import configure_logging
 from api.metrics import register_pool_metrics
 from api.metrics import router as metrics_router
@@ -106,10 +107,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.database_slots = database_slots()
     if not settings.api_keys:
         logger.warning("API_KEYS is not set: writes (POST, PUT, PATCH, DELETE) are open to anyone")
-    # Opt-in: while the app serves, the routes of `EventLoopRoute` routers wait for
-    # PostgreSQL in the event loop (database/event_loop.py).
+    # Opt-ins, while the app serves: the routes of `EventLoopRoute` routers wait for
+    # PostgreSQL in the event loop (database/event_loop.py); SIGTERM drains first for
+    # SHUTDOWN_DRAIN_S (api/draining.py).
     binds = [engine, read_engine, *([replica_engine] if replica_engine is not None else [])]
-    with cooperation(*binds):
+    with (
+        cooperation(*binds),
+        draining_on_sigterm(app.state, settings.shutdown_drain_s),
+    ):
         await run_in_threadpool(report_database)
         async with replica_monitoring(app):
             yield

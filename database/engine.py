@@ -81,33 +81,35 @@ def _postgres_connect_args(settings: Settings) -> dict[str, Any]:
         "keepalives_interval": 5,
         "keepalives_count": 3,
     }
-    # UTC sessions: timestamptz values arrive as UTC datetimes, which the response writes as
-    # RFC 3339 "...Z" without converting each one in Python (schemas.product.Timestamp).
-    args["options"] = "-c timezone=UTC"
     return args
 
 
-def _bound_every_transaction(engine: Engine, settings: Settings) -> None:
-    """DB_STATEMENT_TIMEOUT_MS and DB_LOCK_TIMEOUT_MS in every transaction, without a round trip.
+def _set_in_every_transaction(engine: Engine, settings: Settings) -> None:
+    """The time zone and the timeouts, `SET LOCAL` in every transaction, without a round trip.
 
-    `SET LOCAL` lasts until its transaction ends, so the limits hold through a pooler in
-    transaction mode (PgBouncer), where each transaction may run on another server connection;
-    a session setting (`SET`, the `options` startup parameter) would not follow the client, and
-    would stay on a server connection that other clients get. The `SET LOCAL`s travel in the
-    same message as the transaction's first statement, which PostgreSQL runs as one transaction
-    with it: a write's first statement after psycopg2's `BEGIN`, and every statement of a read
-    in `AUTOCOMMIT` (each is a transaction of its own).
+    `SET LOCAL` lasts until its transaction ends, so these hold through a pooler in transaction
+    mode (PgBouncer), where each transaction may run on another server connection; a session
+    setting (`SET`, the `options` startup parameter, which PgBouncer refuses) would not follow
+    the client, and would stay on a server connection that other clients get. The `SET LOCAL`s
+    travel in the same message as the transaction's first statement, which PostgreSQL runs as
+    one transaction with it: a write's first statement after psycopg2's `BEGIN`, and every
+    statement of a read in `AUTOCOMMIT` (each is a transaction of its own).
+
+    - `timezone`, always: timestamptz values then arrive as UTC datetimes, which the response
+      writes as RFC 3339 "...Z" without converting each one in Python
+      (schemas.product.Timestamp), whatever time zone the server, database or role defaults to.
+    - DB_STATEMENT_TIMEOUT_MS and DB_LOCK_TIMEOUT_MS, unless 0 (no limit).
     """
     limits = {
         "statement_timeout": settings.db_statement_timeout_ms,
         "lock_timeout": settings.db_lock_timeout_ms,
     }
-    prefix = "".join(f"SET LOCAL {name} = {ms}; " for name, ms in limits.items() if ms)
-    if not prefix:
-        return
+    prefix = "SET LOCAL timezone = 'UTC'; " + "".join(
+        f"SET LOCAL {name} = {ms}; " for name, ms in limits.items() if ms
+    )
 
     @event.listens_for(engine, "before_cursor_execute", retval=True)
-    def _with_limits(
+    def _with_settings(
         _connection: Any,
         cursor: Any,
         statement: str,
@@ -149,7 +151,7 @@ def build_engine(database_url: str, settings: Settings, *, for_reads: bool = Fal
         _configure_sqlite(engine)
     elif engine.dialect.driver == "psycopg2":
         _replace_hung_up_connections(engine)
-        _bound_every_transaction(engine, settings)
+        _set_in_every_transaction(engine, settings)
     return engine
 
 

@@ -32,8 +32,8 @@ class _SQLiteUTCDateTime(TypeDecorator[datetime]):
         return None if value is None else value.replace(tzinfo=UTC)
 
 
-# PostgreSQL's timestamptz needs no processing: the service's sessions use the UTC time zone
-# (database.engine), so values arrive as UTC datetimes, ready to be written with "Z".
+# PostgreSQL's timestamptz needs no processing: every transaction of the service runs in the UTC
+# time zone (database.engine), so values arrive as UTC datetimes, ready to be written with "Z".
 UTCDateTime = DateTime(timezone=True).with_variant(_SQLiteUTCDateTime(), "sqlite")
 
 # Stamped by the service (microseconds, UTC) so both databases store one comparable format;

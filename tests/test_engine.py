@@ -54,24 +54,60 @@ def test_a_connection_the_server_terminated_is_replaced_before_it_is_used(
     assert replacement != first
 
 
-def test_sessions_speak_utc_whatever_the_database_default(
-    pool_of_one: Engine, engine: Engine
+def _session_value(connection: Connection, name: str) -> str:
+    """`name` as the server connection holds it between transactions: below SQLAlchemy's
+    events, so without the `SET LOCAL`s of database.engine."""
+    raw = connection.connection.dbapi_connection
+    assert raw is not None
+    cursor = raw.cursor()
+    cursor.execute(f"SHOW {name}")
+    row = cursor.fetchone()
+    cursor.close()
+    raw.rollback()
+    assert row is not None
+    return str(row[0])
+
+
+@pytest.mark.parametrize("timeouts_ms", [(5000, 2000), (0, 0)], ids=["timeouts", "no-timeouts"])
+def test_every_transaction_speaks_utc_whatever_the_database_default(
+    engine: Engine, database_url: str, timeouts_ms: tuple[int, int]
 ) -> None:
+    """UTC per transaction, not per session: through a pooler in transaction mode a session
+    setting would not follow the client, and PgBouncer refuses the `options` that set one."""
+    statement_ms, lock_ms = timeouts_ms
+    settings = Settings(
+        database_url=database_url,
+        db_pool_size=1,
+        db_statement_timeout_ms=statement_ms,
+        db_lock_timeout_ms=lock_ms,
+    )
+    writes = build_engine(database_url, settings)
+    reads = build_read_engine(writes, settings)
     database = engine.url.database
     with engine.begin() as admin:
         admin.exec_driver_sql(f"ALTER DATABASE \"{database}\" SET timezone = 'America/New_York'")
+    zones, moments, session_zones = [], [], []
     try:
-        with pool_of_one.connect() as connection:
-            zone = connection.execute(text("SHOW TimeZone")).scalar_one()
-            moment = connection.execute(
-                text("SELECT TIMESTAMPTZ '2026-01-01 12:00+05'")
-            ).scalar_one()
+        for bound in (writes, reads):
+            with bound.connect() as connection:
+                zones.append(connection.execute(text("SHOW TimeZone")).scalar_one())
+                moments.append(
+                    connection.execute(text("SELECT TIMESTAMPTZ '2026-01-01 12:00+05'"))
+                    .scalar_one()
+                    .isoformat()
+                )
+                connection.commit()
+                session_zones.append(_session_value(connection, "TimeZone"))
     finally:
         with engine.begin() as admin:
             admin.exec_driver_sql(f'ALTER DATABASE "{database}" RESET timezone')
+        reads.dispose()
+        writes.dispose()
 
-    assert zone == "UTC"
-    assert moment.isoformat() == "2026-01-01T07:00:00+00:00"
+    assert zones == ["UTC", "UTC"]
+    assert moments == ["2026-01-01T07:00:00+00:00"] * 2
+    assert session_zones == ["America/New_York"] * 2
+    assert "options" not in writes.dialect.create_connect_args(writes.url)[1]
 
 
 def _bounded_settings(database_url: str) -> Settings:
@@ -123,19 +159,11 @@ def test_the_timeouts_are_no_session_state(bounded: Engine) -> None:
     with bounded.connect() as connection:
         _limits(connection)
         connection.commit()
-        raw = connection.connection.dbapi_connection
-        assert raw is not None
-        cursor = raw.cursor()  # below SQLAlchemy's events: the session's own values
-        cursor.execute("SHOW statement_timeout")
-        session_value = cursor.fetchone()
-        cursor.close()
-        raw.rollback()
+        session_value = _session_value(connection, "statement_timeout")
 
-    assert session_value == ("0",)
+    assert session_value == "0"
     assert "statement_timeout" not in bounded.url.query
-    assert "statement_timeout" not in str(
-        bounded.dialect.create_connect_args(bounded.url)[1].get("options", "")
-    )
+    assert "options" not in bounded.dialect.create_connect_args(bounded.url)[1]
 
 
 def test_a_statement_past_the_timeout_is_cancelled(bounded: Engine, bounded_reads: Engine) -> None:

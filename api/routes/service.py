@@ -2,8 +2,9 @@
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 
+from api.draining import is_draining
 from api.openapi import problem_responses
 from crud.errors import SchemaNotReady
 from crud.health import required_revision, schema_revision
@@ -41,8 +42,11 @@ async def health() -> dict[str, str]:
     response_model_exclude_unset=True,
     responses=problem_responses(503),
 )
-def ready(db: PrimaryReadSessionDep, replica: ReplicaMonitorDep) -> Readiness:
+def ready(request: Request, db: PrimaryReadSessionDep, replica: ReplicaMonitorDep) -> Readiness:
     """Readiness: 200 only when the database answers and its schema is the one needed."""
+    if is_draining(request.app.state):
+        # SIGTERM came: the load balancer should send requests elsewhere (api.draining).
+        raise HTTPException(503, "This instance is shutting down", {"Retry-After": "1"})
     current, required = schema_revision(db), required_revision()
     if current != required:
         raise SchemaNotReady(current, required)

@@ -62,6 +62,23 @@ def test_ready_is_503_naming_both_revisions_while_the_schema_is_behind(
     assert "run migrations" in body["detail"]
 
 
+def test_ready_is_503_while_the_instance_drains_and_the_rest_is_served(
+    client: TestClient,
+) -> None:
+    main.app.state.draining = True  # what SIGTERM sets, with SHUTDOWN_DRAIN_S (api.draining)
+    try:
+        ready = client.get("/health/ready")
+        served = client.get("/products")
+    finally:
+        main.app.state.draining = False
+
+    assert ready.status_code == 503
+    assert ready.headers["content-type"] == "application/problem+json"
+    assert ready.headers["retry-after"] == "1"
+    assert ready.json()["detail"] == "This instance is shutting down"
+    assert served.status_code == 200
+
+
 def test_start_up_warns_in_one_line_when_the_database_was_never_migrated(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
