@@ -27,6 +27,7 @@ answer, a socket error or a failed transaction makes the command exit with statu
 """
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -125,6 +126,17 @@ def committed(node: Node) -> int:
     return int(str(node.query(query)))
 
 
+def _wait_for_ready(base_url: str) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"{base_url}/health/ready", timeout=1).status_code == 200:
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{base_url}/health/ready did not answer 200")
+        time.sleep(0.2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=15, help="seconds of each run")
@@ -172,7 +184,7 @@ def main() -> None:
             )
         )
         balancer = stack.enter_context(haproxy({"app1": int(direct.rsplit(":", 1)[1])}))
-        balancer.wait_until("app1", "UP")
+        _wait_for_ready(balancer.base_url)
         base_urls = {DIRECT: direct, PGBOUNCER: pooled, HAPROXY: balancer.base_url}
         base_urls[REPLICA] = replicated
 
