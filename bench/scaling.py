@@ -49,7 +49,7 @@ sys.path.insert(0, str(BENCH.parent))
 
 from bench.load_catalog import load, trim  # noqa: E402
 from bench.throughput import PRODUCTS, PROJECT_DIR, Run, serve, wrk  # noqa: E402
-from tests.scale.proxies import haproxy, pgbouncer  # noqa: E402
+from tests.scale.proxies import HAProxy, haproxy, pgbouncer  # noqa: E402
 from tests.scale.replication import Node, replication  # noqa: E402
 
 WORKERS = 2
@@ -126,6 +126,14 @@ def committed(node: Node) -> int:
     return int(str(node.query(query)))
 
 
+def _times_down(balancer: HAProxy) -> int:
+    """How many times HAProxy has taken its server out so far (its log line for each; the
+    same words also go to stderr with a `[WARNING]` prefix)."""
+    return sum(
+        line.startswith("Server ") and " is DOWN" in line for line in balancer.output().splitlines()
+    )
+
+
 def _wait_for_ready(base_url: str) -> None:
     deadline = time.monotonic() + 30
     while True:
@@ -155,6 +163,7 @@ def main() -> None:
     served: dict[tuple[str, str], list[Run]] = defaultdict(list)
     ceilings: dict[tuple[str, str], list[Run]] = defaultdict(list)
     replica_share: list[float] = []
+    marked_down: list[str] = []
     with replication() as cluster, ExitStack() as stack:
         primary = cluster.primary
         primary.query(f"ALTER SYSTEM SET max_connections = {MAX_CONNECTIONS}")
@@ -202,10 +211,15 @@ def main() -> None:
                             raise RuntimeError(f"the instance sees the replica {state}")
                         time.sleep(STATS_DELAY_S)  # the previous runs' counts are all in
                         before = committed(primary), committed(replica)
+                    taken_out = _times_down(balancer)
                     loads.append(os.getloadavg()[0])
                     run = wrk(base_urls[path], script, args.duration)
                     served[(scenario, path)].append(run)
                     note = ""
+                    if path == HAPROXY and (downs := _times_down(balancer) - taken_out):
+                        # Its health check failed: HAProxy answered 503 itself until it passed.
+                        marked_down.append(f"{scenario}, round {round_ + 1}: {downs}")
+                        note = f"  HAProxy marked the instance DOWN {downs} times"
                     if path == REPLICA:
                         time.sleep(STATS_DELAY_S)
                         on_primary = committed(primary) - before[0]
@@ -232,7 +246,8 @@ def main() -> None:
                 )
             _save_raw(served, ceilings, loads, replica_share)
         loads.append(os.getloadavg()[0])
-    report(served, ceilings, args, (load_before, min(loads), max(loads)), replica_share)
+    load_average = (load_before, min(loads), max(loads))
+    report(served, ceilings, args, load_average, replica_share, marked_down)
     failed = [
         f"{a} {b}: {sum(r.errors for r in runs)}"
         for results in (served, ceilings)
@@ -282,6 +297,7 @@ def report(
     args: argparse.Namespace,
     load: tuple[float, float, float],
     replica_share: list[float],
+    marked_down: list[str],
 ) -> None:
     cpu = re.search(r"model name\s+:\s+(.*)", Path("/proc/cpuinfo").read_text())
     lines = [
@@ -304,6 +320,12 @@ def report(
             f"| {scenario} | {path} | {spread} | {p50:.2f} | {p99:.2f} | {errors} "
             f"| {rps / direct:.2f} |"
         )
+    if marked_down:
+        lines += [
+            "",
+            "HAProxy marked the instance DOWN during a run (its health check, `/health/ready`, "
+            "failed; HAProxy then answered 503 itself): " + "; ".join(marked_down) + ".",
+        ]
     if replica_share:
         lines += [
             "",
