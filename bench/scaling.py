@@ -16,9 +16,10 @@ service, each with 2 uvicorn workers, the README's production flags and default 
 server), one with DATABASE_URL through PgBouncer, one with DATABASE_READ_URL on the replica.
 
 Each round runs wrk (2 threads, 32 connections; bench/wrk/get_one.lua and post.lua) on every
-path in turn, so that the ratios come from the same moment, then pgbench in simple protocol
-(psycopg2's) with bench/pgbench/post.sql on the primary and get_one.sql on the primary and on
-the replica: the servers' ceilings for the statements the service sends. Every run starts on
+path in turn, each round starting with another path, so that the ratios come from the same
+moment; then pgbench in simple protocol (psycopg2's) with bench/pgbench/post.sql on the
+primary and get_one.sql on the primary and on the replica: the servers' ceilings for the
+statements the service sends. Every run starts on
 the same 10,000 products with the replica caught up. Medians of the rounds with min-max, the
 share of the replica path's transactions that the replica ran, and the machine's load average
 seen during the run go to bench/results/scaling.md; the raw runs to scaling-runs.json. On one
@@ -203,7 +204,9 @@ def main() -> None:
 
         for round_ in range(args.rounds):
             for scenario, (script, paths) in SCENARIOS.items():
-                for path in paths:
+                # Each path first in another round: no path always follows the same one.
+                shift = round_ % len(paths)
+                for path in paths[shift:] + paths[:shift]:
                     trim(url, PRODUCTS)  # every run starts on the same 10,000 products
                     catch_up(primary, replica)
                     if path == REPLICA:
