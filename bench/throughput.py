@@ -76,9 +76,14 @@ class Run:
 
 
 @contextmanager
-def serve(app: str, cwd: Path, workers: int, database_url: str) -> Iterator[tuple[str, int]]:
+def serve(
+    app: str, cwd: Path, workers: int, database_url: str, **settings: str
+) -> Iterator[tuple[str, int]]:
+    """`app` under uvicorn on a free port, until the block ends; `settings` go to its
+    environment (`database_read_url="..."`: DATABASE_READ_URL)."""
     port = free_port()
     env = {**os.environ, "DATABASE_URL": database_url, "PRODUCTS": str(PRODUCTS)}
+    env.update({name.upper(): value for name, value in settings.items()})
     command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
     command += ["--workers", str(workers), "--no-access-log", "--log-level", "warning"]
     # Every app runs under the server settings the service ships with (README, "Running in
