@@ -65,6 +65,22 @@ class Service:
         return self.log.read()
 
 
+def uvicorn_arguments(port: int, *, workers: str = "1") -> list[str]:
+    """`python`'s arguments for the README's production command on 127.0.0.1:`port`."""
+    return [
+        "-m",
+        "uvicorn",
+        "main:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        workers,
+        *PRODUCTION_FLAGS,
+    ]
+
+
 @contextmanager
 def service_process(
     database_url: str, *, command: str = "uvicorn main:app", workers: str = "1", **settings: str
@@ -84,18 +100,7 @@ def service_process(
         **{name.upper(): value for name, value in settings.items()},
     }
     arguments = {
-        "uvicorn main:app": [
-            "-m",
-            "uvicorn",
-            "main:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            workers,
-            *PRODUCTION_FLAGS,
-        ],
+        "uvicorn main:app": uvicorn_arguments(port, workers=workers),
         "python main.py": ["main.py"],  # HOST and PORT from the environment
     }[command]
     # The log goes to a file, not a pipe: a pipe nobody reads fills up and blocks the server.

@@ -28,7 +28,7 @@ import pytest
 
 from config import PROJECT_DIR
 from tests.databases import IN_CI
-from tests.server import PRODUCTION_FLAGS, free_port
+from tests.server import free_port, uvicorn_arguments
 
 DEPLOY = PROJECT_DIR / "deploy"
 PGBOUNCER = Path("/usr/sbin/pgbouncer")
@@ -263,17 +263,7 @@ class Instance:
     def start(self) -> None:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "main:app",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                    *PRODUCTION_FLAGS,
-                ],
+                [sys.executable, *uvicorn_arguments(self.port)],
                 cwd=PROJECT_DIR,
                 env=self.environment,
                 stdout=log,
