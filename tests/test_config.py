@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import psycopg2
 import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
@@ -246,5 +247,6 @@ def test_psycopg2_is_the_driver_that_runs(engine: Engine) -> None:
 
     assert ON_POSTGRES
     assert engine.dialect.driver == "psycopg2"
-    assert type(dbapi_connection).__module__.startswith("psycopg2")
+    # psycopg2's connection, or the engine's subclass of it (ConfirmedCommitConnection).
+    assert isinstance(dbapi_connection, psycopg2.extensions.connection)
     assert server_version
