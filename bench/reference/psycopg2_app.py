@@ -21,24 +21,34 @@ DATABASE_URL=postgresql://... uvicorn psycopg2_app:app
   updated_at both the column default now() (the transaction's time: equal), 409 on a duplicate
   sku. PATCH: only the fields sent, version + 1, updated_at = now(), `If-Match` (one ETag or
   `*`; stale: 412, nothing changes) in the UPDATE's WHERE, 404 when missing.
+- `Idempotency-Key` on POST (1 to 255 visible ASCII characters, else 400), with the service's
+  guarantees and statements (crud/idempotency.py): in the write's transaction, the claim
+  (`INSERT ... SELECT ... WHERE pg_try_advisory_xact_lock(...) ON CONFLICT (caller, key) DO
+  UPDATE ... WHERE expired`), the INSERT, the answer kept (`UPDATE`), COMMIT: five round trips.
+  A key already claimed: its answer replayed (`Idempotent-Replayed: true`), 422 for another
+  request, 409 while in flight; a 409 on the sku is kept in a transaction of its own. One key
+  space (no API keys), kept 24 hours; expired keys are taken over, never purged here.
 - ETag "<version>" on every single product, `If-None-Match` -> 304 on GET one, Location on 201,
   X-Total-Count and `Link: rel="next"` on the list.
 
 Left out, so the ratios include what they cost the service: request ids, access log, metrics,
-API keys, idempotency keys, keyset cursors (the next link here is an offset), list filters and
-sorting, problem+json for FastAPI's own errors, 503 for database errors, the other routes.
+API keys, the purge of expired idempotency keys, keyset cursors (the next link here is an
+offset), list filters and sorting, problem+json for FastAPI's own errors, 503 for database
+errors, the other routes.
 """
 
+import hashlib
 import json
 import os
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, Header, Path, Query, Response
+from fastapi import Depends, FastAPI, Header, Path, Query, Request, Response
 from psycopg2.errors import UniqueViolation
 from psycopg2.extensions import cursor as Cursor
 from psycopg2.pool import ThreadedConnectionPool
@@ -63,6 +73,26 @@ INSERT = (  # created_at and updated_at: both the default now(), the transaction
     "INSERT INTO products (sku, name, description, price, quantity) VALUES "
     f"(%(sku)s, %(name)s, %(description)s, %(price)s, %(quantity)s) RETURNING {COLUMNS}"
 )
+# Idempotency keys, as crud/idempotency.py sends them (psycopg2 renders the same SQL).
+CLAIM = (
+    "INSERT INTO idempotency_keys (caller, key, fingerprint, created_at, expires_at) "
+    "SELECT %(caller)s, %(key)s, %(fingerprint)s, %(now)s, %(expires_at)s "
+    "WHERE pg_try_advisory_xact_lock(%(lock_id)s) "
+    "ON CONFLICT (caller, key) DO UPDATE SET fingerprint = excluded.fingerprint, status = NULL, "
+    "location = NULL, etag = NULL, body = NULL, created_at = excluded.created_at, "
+    "expires_at = excluded.expires_at WHERE idempotency_keys.expires_at <= %(now)s "
+    "RETURNING idempotency_keys.key"
+)
+KEPT = (
+    "SELECT fingerprint, status, location, etag, body FROM idempotency_keys "
+    "WHERE caller = %(caller)s AND key = %(key)s AND expires_at > %(now)s"
+)
+KEEP = (
+    "UPDATE idempotency_keys SET status = %(status)s, location = %(location)s, etag = %(etag)s, "
+    "body = %(body)s WHERE caller = %(caller)s AND key = %(key)s"
+)
+KEY = re.compile(r"^[!-~]{1,255}$")
+TTL = timedelta(hours=24)
 INT4_MAX = 2_147_483_647
 app = FastAPI()
 
@@ -193,15 +223,89 @@ def _listed(row: tuple[Any, ...], expanded: bool) -> dict[str, Any]:
     return product
 
 
+async def _keyed(
+    request: Request, key: Annotated[str | None, Header(alias="Idempotency-Key")] = None
+) -> dict[str, Any] | None:
+    """The claim's parameters for a keyed request (400 unless one well-formed key), or None."""
+    if key is None:
+        return None
+    values = request.headers.getlist("Idempotency-Key")
+    if len(values) != 1 or not KEY.fullmatch(values[0]):
+        return {"refused": _problem(400, "Bad Request")}
+    body = await request.body()
+    fingerprint = hashlib.sha256(
+        b"\n".join([request.method.encode(), request.url.path.encode(), body])
+    ).hexdigest()
+    digest = hashlib.sha256(f"anyone\n{key}".encode()).digest()
+    now = datetime.now(UTC)
+    return {
+        "caller": "anyone",
+        "key": key,
+        "fingerprint": fingerprint,
+        "now": now,
+        "expires_at": now + TTL,
+        "lock_id": int.from_bytes(digest[:8], "big", signed=True),
+    }
+
+
+def _kept(response: Response, claim: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "status": response.status_code,
+        "location": response.headers.get("location"),
+        "etag": response.headers.get("etag"),
+        "body": bytes(response.body),
+        **claim,
+    }
+
+
+def _replay_or_refuse(cur: Cursor, claim: dict[str, Any]) -> Response:
+    """The key was not free: replay its answer, 422 for another request, 409 in flight."""
+    cur.execute(KEPT, claim)
+    row = cur.fetchone()
+    if row is None:
+        return _problem(409, "Conflict")  # claimed by a transaction still in flight
+    fingerprint, status, location, etag, body = row
+    if fingerprint != claim["fingerprint"]:
+        return _problem(422, "Unprocessable Content")
+    headers = {"Idempotent-Replayed": "true"}
+    headers.update({"Location": location} if location else {})
+    headers.update({"ETag": etag} if etag else {})
+    media_type = "application/problem+json" if status >= 400 else "application/json"
+    return Response(bytes(body), status, headers, media_type=media_type)
+
+
 @app.post("/products", status_code=201)
-def create_product(payload: ProductCreate) -> Response:
+def create_product(
+    payload: ProductCreate, claim: Annotated[dict[str, Any] | None, Depends(_keyed)]
+) -> Response:
+    if claim is None:
+        try:
+            with cursor(transaction=True) as cur:
+                cur.execute(INSERT, payload.model_dump())
+                row = cur.fetchone()
+        except UniqueViolation:
+            return _problem(409, "Conflict")
+        return _one(row, 201, Location=f"/products/{row[0]}")
+    if "refused" in claim:
+        return claim["refused"]  # type: ignore[no-any-return]
     try:
         with cursor(transaction=True) as cur:
+            cur.execute(CLAIM, claim)
+            if cur.fetchone() is None:
+                return _replay_or_refuse(cur, claim)  # the transaction wrote nothing
             cur.execute(INSERT, payload.model_dump())
             row = cur.fetchone()
-    except UniqueViolation:
-        return _problem(409, "Conflict")
-    return _one(row, 201, Location=f"/products/{row[0]}")
+            response = _one(row, 201, Location=f"/products/{row[0]}")
+            cur.execute(KEEP, _kept(response, claim))
+        return response
+    except UniqueViolation:  # the sku: rolled back with the claim; keep the 409 on its own
+        response = _problem(409, "Conflict")
+        with cursor(transaction=True) as cur:
+            cur.execute(CLAIM, claim)
+            if cur.fetchone() is None:
+                return _replay_or_refuse(cur, claim)
+            cur.execute(KEEP, _kept(response, claim))
+        return response
 
 
 @app.patch("/products/{product_id}")
