@@ -31,7 +31,7 @@ import crud.idempotency as crud
 from api.problems import PROBLEM_MEDIA_TYPE, catalog_problem
 from config import get_settings
 from crud import shared
-from crud.errors import CatalogError
+from crud.errors import CatalogError, IdempotencyKeyInUse
 from dependencies.access import require_write_access
 from dependencies.database import SessionDep
 
@@ -123,12 +123,26 @@ def _answer_once(idempotency: Idempotency, write: Callable[[], Response]) -> Res
     db, keyed = idempotency.session, idempotency.keyed
     now = datetime.now(UTC)
     ttl = timedelta(seconds=get_settings().idempotency_ttl_s)
-    kept = crud.claim(db, keyed, now=now, ttl=ttl)
-    if kept is not None:
-        return _replay(kept)
+    for _ in range(2):  # a second time only after an expired key made way for this request
+        try:
+            return _first_answer(idempotency, write, now=now, ttl=ttl)
+        except crud.KeyTaken:
+            kept = crud.kept_answer(db, keyed, now=now)
+            if kept is not None:
+                return _replay(kept)
+    raise IdempotencyKeyInUse()  # claimed anew, and expired, within one request: retry later
+
+
+def _first_answer(
+    idempotency: Idempotency, write: Callable[[], Response], *, now: datetime, ttl: timedelta
+) -> Response:
+    """The write's answer, kept with it; `crud.KeyTaken` if the key is taken already."""
+    db, keyed = idempotency.session, idempotency.keyed
     try:
-        with shared.commit_deferred(db):
+        with crud.claimed(db, keyed, now=now, ttl=ttl), shared.commit_deferred(db):
             response = write()
+    except IdempotencyKeyInUse:
+        raise
     except CatalogError as refusal:
         if refusal.status not in KEPT_REFUSALS:
             raise

@@ -1,38 +1,37 @@
 """Every query on `idempotency_keys`: a POST's answer, kept with its write, for its retries.
 
-A keyed request first *claims* its key: one `INSERT` into the primary key (caller, key), the
-first statement of the request's transaction, before the write. The write follows in the same
-transaction, then the answer is stored in the claimed row and all of it commits at once
-(`keep`). So the unique key decides, not a check-then-insert: however many retries race, one
-claims and the others find its answer, and a crash leaves neither the write nor the key.
-How each database makes the others wait or step aside: docs/design.md, "Idempotent retries".
+A keyed request *claims* its key: a plain `INSERT` into the primary key (caller, key), in the
+write's own transaction and before the write. The write follows, then the answer is stored in
+the claimed row and all of it commits at once (`keep`). So the unique key decides, not a
+check-then-insert: however many retries race, one claims and the others find its answer, and a
+crash leaves neither the write nor the key. A key that is taken refuses the claim:
+- committed (answered, or expired and not purged yet): a unique violation, `KeyTaken`;
+- claimed by a transaction still in flight: the claim must not wait for it (docs/api.md: 409
+  at once). On PostgreSQL it fails with `lock_not_available`; SQLite has one writer at a
+  time, so there a claim never meets a transaction in flight.
+On PostgreSQL the claim costs no round trip: it travels with the write's first statement
+(`database.engine.sent_with_next_statement`), and a refused claim stops that statement.
+docs/design.md, "Idempotent retries", says why and what it costs.
 """
 
-import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    Insert,
-    bindparam,
-    delete,
-    func,
-    null,
-    select,
-    true,
-    tuple_,
-    update,
-)
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import bindparam, delete, insert, select, true, tuple_, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
+from crud import shared
 from crud.errors import IdempotencyKeyInUse, IdempotencyKeyReused
+from database.engine import sent_with_next_statement
 from models import IdempotencyKey
 
 KEYS = IdempotencyKey.metadata.tables[IdempotencyKey.__tablename__]
+_PRIMARY_KEY = KEYS.primary_key.name
+_LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for a lock wait it gave up
 
 
 @dataclass(frozen=True)
@@ -42,12 +41,6 @@ class KeyedRequest:
     caller: str
     key: str
     fingerprint: str
-
-    @property
-    def lock_id(self) -> int:
-        """A 64-bit number for this (caller, key): PostgreSQL's advisory locks take one."""
-        digest = hashlib.sha256(f"{self.caller}\n{self.key}".encode()).digest()
-        return int.from_bytes(digest[:8], "big", signed=True)
 
 
 class KeptAnswer(NamedTuple):
@@ -59,58 +52,30 @@ class KeptAnswer(NamedTuple):
     body: bytes
 
 
-# Parameters are named `of_<column>` and `new_<column>`: SQLAlchemy reserves the column names.
-_THIS_KEY = (KEYS.c.caller == bindparam("of_caller")) & (KEYS.c.key == bindparam("of_key"))
-_NEW_ROW = {
-    "caller": bindparam("of_caller", type_=KEYS.c.caller.type),
-    "key": bindparam("of_key", type_=KEYS.c.key.type),
-    "fingerprint": bindparam("of_fingerprint", type_=KEYS.c.fingerprint.type),
-    "created_at": bindparam("now", type_=KEYS.c.created_at.type),
-    "expires_at": bindparam("expires_at", type_=KEYS.c.expires_at.type),
-}
+class KeyTaken(Exception):
+    """The key is committed already: its answer (`kept_answer`) is the one to give."""
 
 
-def _claim_statement(dialect: Any, *, advisory_lock: bool) -> Insert:
-    """`INSERT ... SELECT ... ON CONFLICT (caller, key) DO UPDATE ... WHERE expired`: a new key
-    is inserted, an expired one taken over as new; a live one is left alone (no row returned).
-
-    On PostgreSQL the SELECT inserts only if `pg_try_advisory_xact_lock` takes the key's lock,
-    which is held until the transaction ends: a retry of a request still in flight returns at
-    once, where the INSERT would wait on the unique index for the other transaction to end.
-    SQLite needs no lock: one writer at a time. Its upsert wants the SELECT to have a WHERE.
-    """
-    claimable = (
-        func.pg_try_advisory_xact_lock(bindparam("lock_id", type_=BigInteger), type_=Boolean)
-        if advisory_lock
-        else true()
-    )
-    statement = dialect.insert(KEYS).from_select(
-        list(_NEW_ROW), select(*_NEW_ROW.values()).where(claimable)
-    )
-    taken_over = {
-        "fingerprint": statement.excluded.fingerprint,
-        "status": null(),
-        "location": null(),
-        "etag": null(),
-        "body": null(),
-        "created_at": statement.excluded.created_at,
-        "expires_at": statement.excluded.expires_at,
-    }
-    claimed: Insert = statement.on_conflict_do_update(
-        index_elements=[KEYS.c.caller, KEYS.c.key],
-        set_=taken_over,
-        where=KEYS.c.expires_at <= bindparam("now", type_=KEYS.c.expires_at.type),
-    ).returning(KEYS.c.key)
-    return claimed
-
-
-_CLAIM = {
-    "postgresql": _claim_statement(postgresql, advisory_lock=True),
-    "sqlite": _claim_statement(sqlite, advisory_lock=False),
-}
-_KEPT = select(KEYS.c.fingerprint, KEYS.c.status, KEYS.c.location, KEYS.c.etag, KEYS.c.body).where(
-    _THIS_KEY, KEYS.c.expires_at > bindparam("now", type_=KEYS.c.expires_at.type)
+# Parameters are named `idempotency_<column>` and `new_<column>`: SQLAlchemy reserves the
+# column names, and the claim's must not meet those of the write it travels with.
+_THIS_KEY = (KEYS.c.caller == bindparam("idempotency_caller")) & (
+    KEYS.c.key == bindparam("idempotency_key")
 )
+_CLAIM = insert(KEYS).values(
+    caller=bindparam("idempotency_caller"),
+    key=bindparam("idempotency_key"),
+    fingerprint=bindparam("idempotency_fingerprint"),
+    created_at=bindparam("idempotency_created_at"),
+    expires_at=bindparam("idempotency_expires_at"),
+)
+_KEPT = select(
+    KEYS.c.fingerprint,
+    KEYS.c.status,
+    KEYS.c.location,
+    KEYS.c.etag,
+    KEYS.c.body,
+    KEYS.c.expires_at,
+).where(_THIS_KEY)
 _KEEP = (
     update(KEYS)
     .where(_THIS_KEY)
@@ -121,43 +86,90 @@ _KEEP = (
         body=bindparam("new_body"),
     )
 )
+_EXPIRED = delete(KEYS).where(
+    _THIS_KEY, KEYS.c.expires_at <= bindparam("idempotency_now", type_=KEYS.c.expires_at.type)
+)
 
 
 def _of(request: KeyedRequest) -> dict[str, str]:
-    return {"of_caller": request.caller, "of_key": request.key}
+    return {"idempotency_caller": request.caller, "idempotency_key": request.key}
 
 
-def _take(session: Session, request: KeyedRequest, *, now: datetime, ttl: timedelta) -> bool:
-    """Claim the key for the session's transaction; False if it is not free."""
-    statement = _CLAIM[session.get_bind().dialect.name]
-    parameters = {
+def _claim_parameters(request: KeyedRequest, *, now: datetime, ttl: timedelta) -> dict[str, Any]:
+    return {
         **_of(request),
-        "of_fingerprint": request.fingerprint,
-        "now": now,
-        "expires_at": now + ttl,
-        "lock_id": request.lock_id,
+        "idempotency_fingerprint": request.fingerprint,
+        "idempotency_created_at": now,
+        "idempotency_expires_at": now + ttl,
     }
-    return session.execute(statement, parameters).first() is not None
 
 
-def claim(
+@contextmanager
+def claimed(
     session: Session, request: KeyedRequest, *, now: datetime, ttl: timedelta
-) -> KeptAnswer | None:
-    """Claim `request`'s key, or find the answer kept for it.
+) -> Iterator[None]:
+    """Claim `request`'s key for the write the block makes, in that write's transaction.
 
-    None: the key is claimed in the session's transaction, which the request's write now joins
-    and `keep` commits. A kept answer for the same request is returned to be replayed (the
-    transaction ended, nothing written). `IdempotencyKeyReused` if it was kept for another
-    request, `IdempotencyKeyInUse` while the request that claimed it is still in flight.
+    The block's first statement carries the claim (PostgreSQL) or follows it (SQLite). A key
+    that is taken stops the block: `KeyTaken` when it is committed (the session rolled back),
+    `IdempotencyKeyInUse` while another transaction has claimed it and not ended. The block's
+    own errors pass through as they are.
     """
-    if _take(session, request, now=now, ttl=ttl):
+    parameters = _claim_parameters(request, now=now, ttl=ttl)
+    try:
+        if session.get_bind().dialect.name == "postgresql":
+            # The session's transaction begins here (a savepoint, when it joins another's), so
+            # the next statement is the block's.
+            with sent_with_next_statement(session.connection(), _CLAIM, parameters):
+                yield
+        else:
+            session.execute(_CLAIM, parameters)
+            yield
+    except IntegrityError as exc:
+        if shared.violated_constraint(exc, KEYS) != _PRIMARY_KEY:
+            raise
+        session.rollback()
+        raise KeyTaken() from exc
+    except OperationalError as exc:
+        if getattr(exc.orig, "pgcode", None) != _LOCK_NOT_AVAILABLE:
+            raise
+        session.rollback()
+        # The claim gave up at once, or the write gave up after DB_LOCK_TIMEOUT_MS on a lock of
+        # its own (a 503): the key alone tells which, claimed again without waiting.
+        _claim_alone(session, parameters)
+        raise
+
+
+def _claim_alone(session: Session, parameters: dict[str, Any]) -> None:
+    """Claim the key in a transaction of its own, and roll it back (PostgreSQL): returns if
+    it is free, `IdempotencyKeyInUse` while a transaction in flight has claimed it, `KeyTaken`
+    once one has committed it."""
+    try:
+        with sent_with_next_statement(session.connection(), _CLAIM, parameters):
+            session.execute(select(true()))  # carries the claim, as the write's statement did
+    except OperationalError as exc:
+        if getattr(exc.orig, "pgcode", None) != _LOCK_NOT_AVAILABLE:
+            raise
+        raise IdempotencyKeyInUse() from exc
+    except IntegrityError as exc:
+        if shared.violated_constraint(exc, KEYS) != _PRIMARY_KEY:
+            raise
+        raise KeyTaken() from exc
+    finally:
+        session.rollback()
+
+
+def kept_answer(session: Session, request: KeyedRequest, *, now: datetime) -> KeptAnswer | None:
+    """The answer kept for `request`'s committed key, to be replayed; None once it expired (its
+    row is then deleted, and the key can be claimed anew). `IdempotencyKeyReused` if it was
+    kept for another request."""
+    row = session.execute(_KEPT, _of(request)).one_or_none()
+    if row is None or row.expires_at <= now:
+        # Expired (or purged meanwhile): it makes way for the new request.
+        session.execute(_EXPIRED, {**_of(request), "idempotency_now": now})
+        session.commit()
         return None
-    row = session.execute(_KEPT, {**_of(request), "now": now}).one_or_none()
     session.rollback()
-    if row is None:
-        # PostgreSQL: another transaction holds the key's lock (and has not committed). It may
-        # still fail and keep nothing, so the answer is "not yet", not "never".
-        raise IdempotencyKeyInUse()
     if row.fingerprint != request.fingerprint:
         raise IdempotencyKeyReused()
     return KeptAnswer(row.status, row.location, row.etag, row.body)
@@ -172,16 +184,20 @@ def keep(session: Session, request: KeyedRequest, answer: KeptAnswer) -> None:
 
 def keep_refusal(
     session: Session, request: KeyedRequest, answer: KeptAnswer, *, now: datetime, ttl: timedelta
-) -> bool:
-    """Keep the answer of a write that was refused (and rolled back), in a transaction of its
-    own: claim the key again and store the answer. False when it is no longer free (a retry
-    claimed it meanwhile): nothing was written, so that retry's answer is the one kept."""
+) -> None:
+    """Keep the answer of a write that was refused (and rolled back, its claim with it), in a
+    transaction of its own: claim the key again and store the answer.
+
+    `KeyTaken` if the key is committed: another request's answer was kept meanwhile, or before
+    (a write refused before its first statement never sent its claim). While another request
+    in flight has claimed it, nothing is kept: that request's answer will be.
+    """
     session.rollback()
-    if not _take(session, request, now=now, ttl=ttl):
-        session.rollback()
-        return False
-    keep(session, request, answer)
-    return True
+    try:
+        with claimed(session, request, now=now, ttl=ttl):
+            keep(session, request, answer)
+    except IdempotencyKeyInUse:
+        pass
 
 
 def purge_expired(session: Session, *, now: datetime, limit: int) -> int:

@@ -9,13 +9,16 @@ there (`database.replica`, `dependencies.database.get_read_session`). On Postgre
 that the synchronous standby did not confirm fails (`ConfirmedCommitConnection`).
 """
 
+import functools
 import select
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg2
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 from psycopg2.extensions import connection as Psycopg2Connection
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import ClauseElement, Connection, Dialect, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import StaticPool
@@ -121,6 +124,39 @@ def _postgres_connect_args(settings: Settings) -> dict[str, Any]:
     return args
 
 
+# Where `sent_with_next_statement` leaves a statement for the connection's next message.
+_SENT_NEXT = "catalog.sent_with_next_statement"
+# PostgreSQL's shortest lock wait: `lock_timeout = 0` would mean no limit at all.
+_NO_WAIT_MS = 1
+
+
+@contextmanager
+def sent_with_next_statement(
+    connection: Connection, statement: ClauseElement, parameters: dict[str, Any]
+) -> Iterator[None]:
+    """Within the block, `statement` runs just before the connection's next statement, in the
+    same message to PostgreSQL: no round trip of its own. It must not wait for a lock: if it
+    would, it fails at once with `lock_not_available` (55P03). If it fails, the next statement
+    does not run, and the error is that statement's; the transaction is then to be rolled back.
+
+    Only for PostgreSQL through psycopg2 (one message may hold several statements). Unsent, it
+    is dropped when the block ends, or when the connection goes back to the pool. Its
+    parameters must not share a name with the next statement's.
+    """
+    info = connection.info
+    info[_SENT_NEXT] = (_sql(statement, connection.dialect), parameters)
+    try:
+        yield
+    finally:
+        info.pop(_SENT_NEXT, None)
+
+
+@functools.lru_cache(maxsize=16)
+def _sql(statement: ClauseElement, dialect: Dialect) -> str:
+    """The SQL text psycopg2 is sent for `statement`, placeholders included: compiled once."""
+    return str(statement.compile(dialect=dialect))
+
+
 def _set_in_every_transaction(engine: Engine, settings: Settings) -> None:
     """The time zone and the timeouts, `SET LOCAL` in every transaction, without a round trip.
 
@@ -130,24 +166,24 @@ def _set_in_every_transaction(engine: Engine, settings: Settings) -> None:
     the client, and would stay on a server connection that other clients get. The `SET LOCAL`s
     travel in the same message as the transaction's first statement, which PostgreSQL runs as
     one transaction with it: a write's first statement after psycopg2's `BEGIN`, and every
-    statement of a read in `AUTOCOMMIT` (each is a transaction of its own).
+    statement of a read in `AUTOCOMMIT` (each is a transaction of its own). A statement left
+    by `sent_with_next_statement` travels with the next statement, just before it (after the
+    `SET LOCAL`s), under a lock timeout of its own.
 
     - `timezone`, always: timestamptz values then arrive as UTC datetimes, which the response
       writes as RFC 3339 "...Z" without converting each one in Python
       (schemas.product.Timestamp), whatever time zone the server, database or role defaults to.
-    - DB_STATEMENT_TIMEOUT_MS and DB_LOCK_TIMEOUT_MS, unless 0 (no limit).
+    - DB_STATEMENT_TIMEOUT_MS and DB_LOCK_TIMEOUT_MS (0: no limit).
     """
-    limits = {
-        "statement_timeout": settings.db_statement_timeout_ms,
-        "lock_timeout": settings.db_lock_timeout_ms,
-    }
-    prefix = "SET LOCAL timezone = 'UTC'; " + "".join(
-        f"SET LOCAL {name} = {ms}; " for name, ms in limits.items() if ms
+    lock_timeout = f"SET LOCAL lock_timeout = {settings.db_lock_timeout_ms}; "
+    prefix = (
+        "SET LOCAL timezone = 'UTC'; "
+        f"SET LOCAL statement_timeout = {settings.db_statement_timeout_ms}; " + lock_timeout
     )
 
     @event.listens_for(engine, "before_cursor_execute", retval=True)
     def _with_settings(
-        _connection: Any,
+        connection: Connection,
         cursor: Any,
         statement: str,
         parameters: Any,
@@ -155,9 +191,23 @@ def _set_in_every_transaction(engine: Engine, settings: Settings) -> None:
         _executemany: bool,
     ) -> tuple[str, Any]:
         # Idle: no transaction is open, so this statement starts one.
-        if cursor.connection.info.transaction_status == TRANSACTION_STATUS_IDLE:
-            statement = prefix + statement
+        idle = cursor.connection.info.transaction_status == TRANSACTION_STATUS_IDLE
+        head = prefix if idle else ""
+        sent_next = connection.info.pop(_SENT_NEXT, None)
+        if sent_next is None:
+            return head + statement, parameters
+        sql, own = sent_next
+        head += f"SET LOCAL lock_timeout = {_NO_WAIT_MS}; {sql}; {lock_timeout}"
+        if isinstance(parameters, dict):
+            return head + statement, {**parameters, **own}
+        # Parameters that cannot be merged (an executemany's): it goes first, on its own.
+        cursor.execute(head, own)
         return statement, parameters
+
+    @event.listens_for(engine, "checkin")
+    def _drop_unsent(_dbapi_connection: Any, record: Any) -> None:
+        # Unsent when its transaction ended: it goes with it, never to the next checkout.
+        record.info.pop(_SENT_NEXT, None)
 
 
 def build_engine(database_url: str, settings: Settings, *, for_reads: bool = False) -> Engine:

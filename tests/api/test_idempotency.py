@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from httpx2 import Response
-from sqlalchemy import Connection, func, insert, select, text
+from sqlalchemy import Connection, event, func, insert, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -18,7 +18,7 @@ import api.idempotency
 import crud.idempotency
 import crud.products
 from config import get_settings
-from crud.idempotency import KEYS, KeyedRequest, purge_expired
+from crud.idempotency import KEYS, purge_expired
 from crud.products import PRODUCTS
 from dependencies.access import ANYONE
 from models import Category
@@ -340,6 +340,20 @@ def test_a_key_without_a_valid_api_key_is_401_and_keeps_nothing(
     assert _count(db, KEYS) == 0
 
 
+def test_a_batch_refused_before_its_first_statement_keeps_the_409(
+    client: TestClient, db: Session
+) -> None:
+    # Refused in Python (the same sku twice), before any statement could carry the claim.
+    body = [{**TEE, "sku": "TWICE-1"}, {**TEE, "sku": "TWICE-1"}]
+
+    first = _post(client, "/products/bulk", body, "twice")
+    replay = _post(client, "/products/bulk", body, "twice")
+
+    assert first.status_code == 409
+    _assert_replay_of(replay, first)
+    assert _count(db, KEYS) == 1
+
+
 # Expiry ----------------------------------------------------------------------------------
 
 
@@ -415,27 +429,56 @@ def test_keyed_writes_purge_expired_keys_now_and_then(
 def test_a_key_held_by_a_request_in_flight_is_409_with_retry_after(
     client: TestClient, db: Session, connection: Connection
 ) -> None:
-    # Another connection is carrying out a request with this key: it holds the key's lock.
-    in_flight = KeyedRequest(ANYONE, "busy", "")
-    with connection.engine.connect() as other, other.begin():
-        other.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": in_flight.lock_id})
+    # Another connection is carrying out a request with this key: it has claimed the key in a
+    # transaction that has not ended.
+    now = datetime.now(UTC)
+    with connection.engine.connect() as other:
+        other.execute(  # the transaction begins here, and is rolled back below
+            insert(KEYS).values(
+                caller=ANYONE,
+                key="busy",
+                fingerprint="0" * 64,
+                created_at=now,
+                expires_at=now + timedelta(days=1),
+            )
+        )
         before = _count(db)
 
         response = _post(client, "/products", TEE, "busy")
+        other.rollback()
 
     assert response.status_code == 409
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["type"] == "urn:catalog:problem:idempotency-key-in-use"
     assert int(response.headers["retry-after"]) >= 1
     assert _count(db) == before
-    assert _post(client, "/products", TEE, "busy").status_code == 201  # the lock is gone
+    assert _post(client, "/products", TEE, "busy").status_code == 201  # that one rolled back
 
 
-def test_keyed_request_lock_ids_differ_by_caller_and_key() -> None:
-    ids = {KeyedRequest(c, k, "").lock_id for c in ("a", "b") for k in ("x", "y")}
+@pytest.mark.postgres_only
+def test_the_claim_travels_with_the_writes_first_statement(
+    client: TestClient, connection: Connection
+) -> None:
+    sent: list[str] = []
 
-    assert len(ids) == 4
-    assert all(-(2**63) <= lock_id < 2**63 for lock_id in ids)
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        sent.append(statement)
+
+    event.listen(connection.engine, "before_cursor_execute", record)
+    try:
+        response = _post(client, "/products", TEE, "one-message")
+    finally:
+        event.remove(connection.engine, "before_cursor_execute", record)
+
+    assert response.status_code == 201
+    # The engine's listener (registered first) has put the claim before the product's INSERT:
+    # one message for both, then the answer kept. No round trip for the claim alone. (The
+    # savepoints are the test's: its session joins the test's transaction.)
+    sent = [statement for statement in sent if "SAVEPOINT" not in statement]
+    assert len(sent) == 2, sent
+    assert "INSERT INTO idempotency_keys" in sent[0]
+    assert sent[0].index("INSERT INTO idempotency_keys") < sent[0].index("INSERT INTO products")
+    assert sent[1].startswith("UPDATE idempotency_keys")
 
 
 # The contract in OpenAPI -----------------------------------------------------------------

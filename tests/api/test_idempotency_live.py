@@ -170,6 +170,32 @@ def test_five_racing_stock_takes_under_one_key_take_one(service: str) -> None:
         assert client.get(path.removesuffix("/stock")).json()["quantity"] == 9
 
 
+@pytest.mark.postgres_only
+def test_a_keyed_write_that_waits_out_its_lock_timeout_is_a_503_not_a_409(
+    service: str, database_url: str
+) -> None:
+    # The key is free; the write's own lock wait is what gives up (DB_LOCK_TIMEOUT_MS).
+    with httpx.Client(base_url=service, timeout=30) as client:
+        product = client.post("/products", json={"name": "Locked", "price": 3, "quantity": 10})
+    path = f"/products/{product.json()['id']}/stock"
+    key = f"locked-{uuid.uuid4()}"
+    engine = create_engine(normalize_database_url(database_url))
+    try:
+        with engine.connect() as other:
+            row = {"id": product.json()["id"]}
+            other.execute(text("SELECT 1 FROM products WHERE id = :id FOR UPDATE"), row)
+            refused = _keyed(service, path, {"delta": -1}, key)
+            other.rollback()
+    finally:
+        engine.dispose()
+
+    assert refused.status_code == 503, refused.text
+    assert "retry-after" in refused.headers
+    assert _rows(database_url, "SELECT 1 FROM idempotency_keys WHERE key = :key", key=key) == []
+    retried = _keyed(service, path, {"delta": -1}, key)
+    assert (retried.status_code, retried.json()["quantity"]) == (200, 9)
+
+
 def test_bulk_retries_racing_create_the_batch_once(service: str, database_url: str) -> None:
     tag = uuid.uuid4().hex[:8]
     names = [f"Batch {tag} {i}" for i in range(50)]
