@@ -7,23 +7,39 @@ check-then-insert: however many retries race, one claims and the others find its
 crash leaves neither the write nor the key. A key that is taken refuses the claim:
 - committed (answered, or expired and not purged yet): a unique violation, `KeyTaken`;
 - claimed by a transaction still in flight: the claim must not wait for it (docs/api.md: 409
-  at once). On PostgreSQL it fails with `lock_not_available`; SQLite has one writer at a
-  time, so there a claim never meets a transaction in flight.
+  at once). On PostgreSQL the claimer holds the key's advisory lock until its transaction
+  ends, and a claim first takes that lock without waiting (`lock_not_available` if held);
+  SQLite has one writer at a time, so there a claim never meets a transaction in flight.
 On PostgreSQL the claim costs no round trip: it travels with the write's first statement
 (`database.engine.sent_with_next_statement`), and a refused claim stops that statement.
 docs/design.md, "Idempotent retries", says why and what it costs.
 """
 
+import functools
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, delete, insert, select, true, tuple_, update
+from sqlalchemy import (
+    BigInteger,
+    ClauseElement,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
+from config import get_settings
 from crud import shared
 from crud.errors import IdempotencyKeyInUse, IdempotencyKeyReused
 from database.engine import sent_with_next_statement
@@ -32,6 +48,7 @@ from models import IdempotencyKey
 KEYS = IdempotencyKey.metadata.tables[IdempotencyKey.__tablename__]
 _PRIMARY_KEY = KEYS.primary_key.name
 _LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for a lock wait it gave up
+_NO_WAIT_MS = 1  # PostgreSQL's shortest lock timeout: 0 would mean no limit at all
 
 
 @dataclass(frozen=True)
@@ -41,6 +58,12 @@ class KeyedRequest:
     caller: str
     key: str
     fingerprint: str
+
+    @property
+    def lock_id(self) -> int:
+        """A 64-bit number for this (caller, key): PostgreSQL's advisory locks take one."""
+        digest = hashlib.sha256(f"{self.caller}\n{self.key}".encode()).digest()
+        return int.from_bytes(digest[:8], "big", signed=True)
 
 
 class KeptAnswer(NamedTuple):
@@ -67,6 +90,14 @@ _CLAIM = insert(KEYS).values(
     fingerprint=bindparam("idempotency_fingerprint"),
     created_at=bindparam("idempotency_created_at"),
     expires_at=bindparam("idempotency_expires_at"),
+)
+_LOCK_ID = bindparam("idempotency_lock", type_=BigInteger)
+# Held until the transaction ends: "a request is carrying this key out".
+_TAKE_LOCK = select(func.pg_advisory_xact_lock(_LOCK_ID))
+# After a lock timeout: is the key held by a request in flight, committed, or free?
+_WHO_HAS_IT = select(
+    func.pg_try_advisory_xact_lock(_LOCK_ID).label("free"),
+    exists().where(_THIS_KEY).label("committed"),
 )
 _KEPT = select(
     KEYS.c.fingerprint,
@@ -101,7 +132,19 @@ def _claim_parameters(request: KeyedRequest, *, now: datetime, ttl: timedelta) -
         "idempotency_fingerprint": request.fingerprint,
         "idempotency_created_at": now,
         "idempotency_expires_at": now + ttl,
+        "idempotency_lock": request.lock_id,
     }
+
+
+@functools.lru_cache(maxsize=4)
+def _claim_on_postgresql(lock_timeout_ms: int) -> tuple[ClauseElement, ...]:
+    """The key's lock, taken without waiting; then the claim, under the usual lock timeout."""
+    return (
+        text(f"SET LOCAL lock_timeout = {_NO_WAIT_MS}"),
+        _TAKE_LOCK,
+        text(f"SET LOCAL lock_timeout = {lock_timeout_ms}"),
+        _CLAIM,
+    )
 
 
 @contextmanager
@@ -120,7 +163,8 @@ def claimed(
         if session.get_bind().dialect.name == "postgresql":
             # The session's transaction begins here (a savepoint, when it joins another's), so
             # the next statement is the block's.
-            with sent_with_next_statement(session.connection(), _CLAIM, parameters):
+            claim = _claim_on_postgresql(get_settings().db_lock_timeout_ms)
+            with sent_with_next_statement(session.connection(), claim, parameters):
                 yield
         else:
             session.execute(_CLAIM, parameters)
@@ -134,29 +178,23 @@ def claimed(
         if getattr(exc.orig, "pgcode", None) != _LOCK_NOT_AVAILABLE:
             raise
         session.rollback()
-        # The claim gave up at once, or the write gave up after DB_LOCK_TIMEOUT_MS on a lock of
-        # its own (a 503): the key alone tells which, claimed again without waiting.
-        _claim_alone(session, parameters)
+        # The key's lock was held, or the write gave up after DB_LOCK_TIMEOUT_MS on a lock of
+        # its own (a 503): the key tells which.
+        _raise_if_taken(session, parameters)
         raise
 
 
-def _claim_alone(session: Session, parameters: dict[str, Any]) -> None:
-    """Claim the key in a transaction of its own, and roll it back (PostgreSQL): returns if
-    it is free, `IdempotencyKeyInUse` while a transaction in flight has claimed it, `KeyTaken`
-    once one has committed it."""
+def _raise_if_taken(session: Session, parameters: dict[str, Any]) -> None:
+    """`IdempotencyKeyInUse` while a request in flight holds the key, `KeyTaken` once one has
+    committed it; returns if it is free. Takes nothing: its transaction is rolled back."""
     try:
-        with sent_with_next_statement(session.connection(), _CLAIM, parameters):
-            session.execute(select(true()))  # carries the claim, as the write's statement did
-    except OperationalError as exc:
-        if getattr(exc.orig, "pgcode", None) != _LOCK_NOT_AVAILABLE:
-            raise
-        raise IdempotencyKeyInUse() from exc
-    except IntegrityError as exc:
-        if shared.violated_constraint(exc, KEYS) != _PRIMARY_KEY:
-            raise
-        raise KeyTaken() from exc
+        holder = session.execute(_WHO_HAS_IT, parameters).one()
     finally:
         session.rollback()
+    if not holder.free:
+        raise IdempotencyKeyInUse()
+    if holder.committed:
+        raise KeyTaken()
 
 
 def kept_answer(session: Session, request: KeyedRequest, *, now: datetime) -> KeptAnswer | None:

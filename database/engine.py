@@ -11,7 +11,7 @@ that the synchronous standby did not confirm fails (`ConfirmedCommitConnection`)
 
 import functools
 import select
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -124,27 +124,27 @@ def _postgres_connect_args(settings: Settings) -> dict[str, Any]:
     return args
 
 
-# Where `sent_with_next_statement` leaves a statement for the connection's next message.
+# Where `sent_with_next_statement` leaves statements for the connection's next message.
 _SENT_NEXT = "catalog.sent_with_next_statement"
-# PostgreSQL's shortest lock wait: `lock_timeout = 0` would mean no limit at all.
-_NO_WAIT_MS = 1
 
 
 @contextmanager
 def sent_with_next_statement(
-    connection: Connection, statement: ClauseElement, parameters: dict[str, Any]
+    connection: Connection, statements: Sequence[ClauseElement], parameters: dict[str, Any]
 ) -> Iterator[None]:
-    """Within the block, `statement` runs just before the connection's next statement, in the
-    same message to PostgreSQL: no round trip of its own. It must not wait for a lock: if it
-    would, it fails at once with `lock_not_available` (55P03). If it fails, the next statement
-    does not run, and the error is that statement's; the transaction is then to be rolled back.
+    """Within the block, `statements` run just before the connection's next statement, in the
+    same message to PostgreSQL: no round trip of their own. PostgreSQL runs a message's
+    statements in order and stops at the first error: if one of these fails, the next
+    statement does not run, the error is that statement's, and the transaction is to be rolled
+    back.
 
-    Only for PostgreSQL through psycopg2 (one message may hold several statements). Unsent, it
-    is dropped when the block ends, or when the connection goes back to the pool. Its
+    Only for PostgreSQL through psycopg2 (one message may hold several statements). Unsent,
+    they are dropped when the block ends, or when the connection goes back to the pool. Their
     parameters must not share a name with the next statement's.
     """
     info = connection.info
-    info[_SENT_NEXT] = (_sql(statement, connection.dialect), parameters)
+    sql = "".join(f"{_sql(statement, connection.dialect)}; " for statement in statements)
+    info[_SENT_NEXT] = (sql, parameters)
     try:
         yield
     finally:
@@ -166,19 +166,19 @@ def _set_in_every_transaction(engine: Engine, settings: Settings) -> None:
     the client, and would stay on a server connection that other clients get. The `SET LOCAL`s
     travel in the same message as the transaction's first statement, which PostgreSQL runs as
     one transaction with it: a write's first statement after psycopg2's `BEGIN`, and every
-    statement of a read in `AUTOCOMMIT` (each is a transaction of its own). A statement left
-    by `sent_with_next_statement` travels with the next statement, just before it (after the
-    `SET LOCAL`s), under a lock timeout of its own.
+    statement of a read in `AUTOCOMMIT` (each is a transaction of its own). Statements left
+    by `sent_with_next_statement` travel with the next statement, just before it (after the
+    `SET LOCAL`s).
 
     - `timezone`, always: timestamptz values then arrive as UTC datetimes, which the response
       writes as RFC 3339 "...Z" without converting each one in Python
       (schemas.product.Timestamp), whatever time zone the server, database or role defaults to.
     - DB_STATEMENT_TIMEOUT_MS and DB_LOCK_TIMEOUT_MS (0: no limit).
     """
-    lock_timeout = f"SET LOCAL lock_timeout = {settings.db_lock_timeout_ms}; "
     prefix = (
         "SET LOCAL timezone = 'UTC'; "
-        f"SET LOCAL statement_timeout = {settings.db_statement_timeout_ms}; " + lock_timeout
+        f"SET LOCAL statement_timeout = {settings.db_statement_timeout_ms}; "
+        f"SET LOCAL lock_timeout = {settings.db_lock_timeout_ms}; "
     )
 
     @event.listens_for(engine, "before_cursor_execute", retval=True)
@@ -197,7 +197,7 @@ def _set_in_every_transaction(engine: Engine, settings: Settings) -> None:
         if sent_next is None:
             return head + statement, parameters
         sql, own = sent_next
-        head += f"SET LOCAL lock_timeout = {_NO_WAIT_MS}; {sql}; {lock_timeout}"
+        head += sql
         if isinstance(parameters, dict):
             return head + statement, {**parameters, **own}
         # Parameters that cannot be merged (an executemany's): it goes first, on its own.

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from httpx2 import Response
-from sqlalchemy import Connection, event, func, insert, select
+from sqlalchemy import Connection, event, func, insert, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -18,7 +18,7 @@ import api.idempotency
 import crud.idempotency
 import crud.products
 from config import get_settings
-from crud.idempotency import KEYS, purge_expired
+from crud.idempotency import KEYS, KeyedRequest, purge_expired
 from crud.products import PRODUCTS
 from dependencies.access import ANYONE
 from models import Category
@@ -429,30 +429,27 @@ def test_keyed_writes_purge_expired_keys_now_and_then(
 def test_a_key_held_by_a_request_in_flight_is_409_with_retry_after(
     client: TestClient, db: Session, connection: Connection
 ) -> None:
-    # Another connection is carrying out a request with this key: it has claimed the key in a
-    # transaction that has not ended.
-    now = datetime.now(UTC)
-    with connection.engine.connect() as other:
-        other.execute(  # the transaction begins here, and is rolled back below
-            insert(KEYS).values(
-                caller=ANYONE,
-                key="busy",
-                fingerprint="0" * 64,
-                created_at=now,
-                expires_at=now + timedelta(days=1),
-            )
-        )
+    # Another connection is carrying out a request with this key: it holds the key's lock.
+    in_flight = KeyedRequest(ANYONE, "busy", "")
+    with connection.engine.connect() as other, other.begin():
+        other.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": in_flight.lock_id})
         before = _count(db)
 
         response = _post(client, "/products", TEE, "busy")
-        other.rollback()
 
     assert response.status_code == 409
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["type"] == "urn:catalog:problem:idempotency-key-in-use"
     assert int(response.headers["retry-after"]) >= 1
     assert _count(db) == before
-    assert _post(client, "/products", TEE, "busy").status_code == 201  # that one rolled back
+    assert _post(client, "/products", TEE, "busy").status_code == 201  # the lock is gone
+
+
+def test_keyed_request_lock_ids_differ_by_caller_and_key() -> None:
+    ids = {KeyedRequest(c, k, "").lock_id for c in ("a", "b") for k in ("x", "y")}
+
+    assert len(ids) == 4
+    assert all(-(2**63) <= lock_id < 2**63 for lock_id in ids)
 
 
 @pytest.mark.postgres_only
@@ -476,8 +473,9 @@ def test_the_claim_travels_with_the_writes_first_statement(
     # savepoints are the test's: its session joins the test's transaction.)
     sent = [statement for statement in sent if "SAVEPOINT" not in statement]
     assert len(sent) == 2, sent
-    assert "INSERT INTO idempotency_keys" in sent[0]
-    assert sent[0].index("INSERT INTO idempotency_keys") < sent[0].index("INSERT INTO products")
+    order = ["pg_advisory_xact_lock", "INSERT INTO idempotency_keys", "INSERT INTO products"]
+    assert all(part in sent[0] for part in order)
+    assert [sent[0].index(part) for part in order] == sorted(sent[0].index(p) for p in order)
     assert sent[1].startswith("UPDATE idempotency_keys")
 
 
