@@ -308,9 +308,9 @@ def _keyed_over_unkeyed(results: dict[tuple[int, str, str], list[Run]]) -> list[
             ratio = statistics.median(r.rps for r in runs) / statistics.median(
                 r.rps for r in unkeyed
             )
-            lines.append(
-                f"- {workers} worker(s), {name}: {scenario} / {KEYED[scenario]} {ratio:.2f}"
-            )
+            plural = "s" if workers > 1 else ""
+            label = f"{scenario} / {KEYED[scenario]}"
+            lines.append(f"- {workers} worker{plural}, {name}: {label} {ratio:.2f}")
     return ["", "Keyed over unkeyed, same app and run:", *lines] if lines else []
 
 

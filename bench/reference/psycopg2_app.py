@@ -22,11 +22,12 @@ DATABASE_URL=postgresql://... uvicorn psycopg2_app:app
   sku. PATCH: only the fields sent, version + 1, updated_at = now(), `If-Match` (one ETag or
   `*`; stale: 412, nothing changes) in the UPDATE's WHERE, 404 when missing.
 - `Idempotency-Key` on POST (1 to 255 visible ASCII characters, else 400), with the service's
-  guarantees and statements (crud/idempotency.py): in the write's transaction, the claim (a
-  plain INSERT under `SET LOCAL lock_timeout = 1`) in the same message as the product's
-  INSERT, then the answer kept (`UPDATE`), COMMIT: four round trips. A key already committed
-  (unique violation): its answer replayed (`Idempotent-Replayed: true`), 422 for another
-  request; claimed by a transaction in flight (lock_not_available): 409. A 409 on the sku is
+  guarantees and statements (crud/idempotency.py): in the write's transaction, the key's
+  advisory lock (under `SET LOCAL lock_timeout = 1`) and the claim (a plain INSERT) in the same
+  message as the product's INSERT, then the answer kept (`UPDATE`), COMMIT: four round trips.
+  A key already committed (unique violation): its answer replayed (`Idempotent-Replayed:
+  true`), 422 for another request; its lock held by a request in flight (lock_not_available:
+  nothing else here has a lock timeout): 409. A 409 on the sku is
   kept in a transaction of its own. One key space (no API keys), kept 24 hours; an expired key
   is answered 409 here (the service deletes it and starts again; no benchmark meets one).
 - ETag "<version>" on every single product, `If-None-Match` -> 304 on GET one, Location on 201,
@@ -77,10 +78,10 @@ INSERT = (  # created_at and updated_at: both the default now(), the transaction
 # Idempotency keys, as crud/idempotency.py sends them (psycopg2 renders the same SQL). The claim
 # goes in front of the write, in one message: it must not wait for a transaction in flight.
 CLAIM = (
-    "SET LOCAL lock_timeout = 1; "
+    "SET LOCAL lock_timeout = 1; SELECT pg_advisory_xact_lock(%(lock_id)s); "
+    "SET LOCAL lock_timeout = DEFAULT; "
     "INSERT INTO idempotency_keys (caller, key, fingerprint, created_at, expires_at) "
     "VALUES (%(caller)s, %(key)s, %(fingerprint)s, %(now)s, %(expires_at)s); "
-    "SET LOCAL lock_timeout = DEFAULT; "
 )
 KEPT = (
     "SELECT fingerprint, status, location, etag, body FROM idempotency_keys "
@@ -236,6 +237,7 @@ async def _keyed(
     fingerprint = hashlib.sha256(
         b"\n".join([request.method.encode(), request.url.path.encode(), body])
     ).hexdigest()
+    digest = hashlib.sha256(f"anyone\n{key}".encode()).digest()
     now = datetime.now(UTC)
     return {
         "caller": "anyone",
@@ -243,6 +245,7 @@ async def _keyed(
         "fingerprint": fingerprint,
         "now": now,
         "expires_at": now + TTL,
+        "lock_id": int.from_bytes(digest[:8], "big", signed=True),
     }
 
 
@@ -294,7 +297,7 @@ def create_product(
             response = _one(row, 201, Location=f"/products/{row[0]}")
             cur.execute(KEEP, _kept(response, claim))
         return response
-    except LockNotAvailable:  # the write has no lock timeout here: only the claim gives up
+    except LockNotAvailable:  # only the key's lock has a timeout here
         return _problem(409, "Conflict")
     except UniqueViolation as exc:
         if exc.diag.constraint_name == KEYS_PRIMARY_KEY:
