@@ -242,7 +242,7 @@ def purge_expired(session: Session, *, now: datetime, limit: int) -> int:
     """Delete up to `limit` expired keys, oldest first; how many were deleted.
 
     A range scan of the `expires_at` index, never the whole table. On PostgreSQL, rows locked by
-    another purge or by a request taking an expired key over are skipped, not waited for.
+    another purge or by a request deleting the expired key it met are skipped, not waited for.
     """
     expired = (
         select(KEYS.c.caller, KEYS.c.key)

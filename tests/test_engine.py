@@ -2,13 +2,19 @@
 
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 
 import pytest
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import OperationalError
 
 from config import Settings
-from database.engine import StandbyUnconfirmed, build_engine, build_read_engine
+from database.engine import (
+    StandbyUnconfirmed,
+    build_engine,
+    build_read_engine,
+    sent_with_next_statement,
+)
 
 pytestmark = pytest.mark.postgres_only
 
@@ -200,3 +206,43 @@ def test_a_commit_the_synchronous_standby_did_not_confirm_fails(pool_of_one: Eng
     assert isinstance(raised.value.orig, StandbyUnconfirmed)
     assert not raised.value.connection_invalidated  # the connection stays in the pool
     assert committed == 1  # on the primary: the write's fate is unknown to the client
+
+
+# sent_with_next_statement: a transaction-local count of the times the statement ran.
+_MARKED = text("SELECT coalesce(nullif(current_setting('catalog.test_mark', true), ''), '0')")
+_MARK = text(f"SELECT set_config('catalog.test_mark', (({_MARKED.text})::int + 1)::text, true)")
+
+
+@pytest.mark.parametrize("executemany", [False, True], ids=["one", "executemany"])
+def test_a_statement_sent_with_the_next_one_runs_in_its_transaction(
+    pool_of_one: Engine, executemany: bool
+) -> None:
+    with pool_of_one.connect() as connection:
+        with sent_with_next_statement(connection, [_MARK], {}):
+            if executemany:  # parameters that cannot be merged: it goes just before, alone
+                connection.execute(text("SELECT :n"), [{"n": 1}, {"n": 2}])
+            else:
+                connection.execute(text("SELECT 1"))
+        marked = connection.execute(_MARKED).scalar_one()
+
+    assert marked == "1"  # once, however many parameter sets the next statement has
+
+
+def test_a_statement_left_unsent_goes_with_its_block(pool_of_one: Engine) -> None:
+    with pool_of_one.connect() as connection:
+        with sent_with_next_statement(connection, [_MARK], {}):
+            pass
+        marked = connection.execute(_MARKED).scalar_one()
+
+    assert marked == "0"
+
+
+def test_a_statement_left_unsent_never_reaches_the_next_checkout(pool_of_one: Engine) -> None:
+    with ExitStack() as block:
+        first = pool_of_one.connect()
+        block.enter_context(sent_with_next_statement(first, [_MARK], {}))
+        first.close()  # back to the pool while the block is still open
+        with pool_of_one.connect() as second:  # the pool's one connection, lent again
+            marked = second.execute(_MARKED).scalar_one()
+
+    assert marked == "0"
