@@ -1,0 +1,10 @@
+-- What psycopg2 sends for the service's POST /products with an Idempotency-Key, as PostgreSQL's
+-- log_statement = all shows it (bench/pgbench/post.sql is the same request without the key):
+-- BEGIN; the SET LOCALs, the key's advisory lock, the claim and the INSERT in one message; the
+-- answer kept in the claimed row; COMMIT. Four round trips, values inline (pgbench -M simple).
+-- Every transaction has a key of its own; the kept body is the size of a real answer.
+\set n random(1, 9000000000000000000)
+BEGIN;
+SET LOCAL timezone = 'UTC'\; SET LOCAL statement_timeout = 5000\; SET LOCAL lock_timeout = 2000\; SET LOCAL lock_timeout = 1\; SELECT pg_advisory_xact_lock(:n) AS pg_advisory_xact_lock_1\; SET LOCAL lock_timeout = 2000\; INSERT INTO idempotency_keys (caller, key, fingerprint, created_at, expires_at) VALUES ('anyone', 'bench-:n', '65cad4011dbf293c2a1a41a0f1bb8431e47a11681f7f5e7429da92871c69b27f', '2026-12-01T12:00:00.000000+00:00'::timestamptz, '2026-12-02T12:00:00.000000+00:00'::timestamptz)\; INSERT INTO products (sku, name, description, price, quantity, created_at, updated_at, version, category_id) VALUES (NULL, 'Bench product :n', NULL, 19.99, 5, '2026-12-01T12:00:00.000000+00:00'::timestamptz, '2026-12-01T12:00:00.000000+00:00'::timestamptz, 1, NULL) RETURNING products.id, products.sku, products.name, products.description, products.price, products.quantity, products.created_at, products.updated_at, products.version, products.category_id;
+UPDATE idempotency_keys SET status=201, location='/products/2075488', etag='"1"', body='\x7b226964223a323037353438382c22736b75223a6e756c6c2c226e616d65223a2242656e63682070726f647563742031222c226465736372697074696f6e223a6e756c6c2c227072696365223a31392e39392c227175616e74697479223a352c22637265617465645f6174223a22323032362d31322d30315431373a34313a30332e3930313234345a222c22757064617465645f6174223a22323032362d31322d30315431373a34313a30332e3930313234345a222c2276657273696f6e223a312c2263617465676f72795f6964223a6e756c6c7d'::bytea WHERE idempotency_keys.caller = 'anyone' AND idempotency_keys.key = 'bench-:n';
+COMMIT;
