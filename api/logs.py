@@ -94,3 +94,7 @@ def configure_logging(settings: Settings) -> None:
     logging.captureWarnings(True)
     # Our access line (api.middleware) replaces uvicorn's: it has the request id and route.
     logging.getLogger("uvicorn.access").disabled = True
+    # Readiness asks alembic which revision the database is at (crud.health), and alembic says
+    # at INFO which dialect it works with each time: useful once in `alembic upgrade` (its own
+    # process, its own logging), noise here on every health check.
+    logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)

@@ -45,3 +45,21 @@ def test_every_line_is_json_however_the_server_is_started(tmp_path: Path, comman
     assert "Application shutdown complete." in messages, output
     assert {"uvicorn.error", "catalog.access"} <= {entry["logger"] for entry in entries}
     assert not any("color_message" in entry for entry in entries)
+
+
+def test_a_readiness_check_logs_its_access_line_and_nothing_else(tmp_path: Path) -> None:
+    database_url = f"sqlite:///{tmp_path / 'ready.db'}"
+    migrate(database_url)
+
+    settings = {"log_format": "json", "log_level": "info"}
+    with service_process(database_url, **settings) as service:
+        for _ in range(3):  # a load balancer asks every second or so
+            assert httpx.get(f"{service.base_url}/health/ready").status_code == 200
+        service.process.send_signal(signal.SIGTERM)
+        service.process.wait(timeout=30)
+        output = service.output()
+
+    entries = [_parsed(line) for line in output.splitlines()]
+    ready = [entry for entry in entries if "/health/ready" in entry["message"]]
+    assert len(ready) == 3 and {entry["logger"] for entry in ready} == {"catalog.access"}, output
+    assert not [entry for entry in entries if entry["logger"].startswith("alembic")], output
