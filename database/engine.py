@@ -139,8 +139,9 @@ def sent_with_next_statement(
     back.
 
     Only for PostgreSQL through psycopg2 (one message may hold several statements). Unsent,
-    they are dropped when the block ends, or when the connection goes back to the pool. Their
-    parameters must not share a name with the next statement's.
+    they are dropped when the block ends, or when the connection goes back to the pool. A name
+    their parameters share with the next statement's is one parameter: with another value
+    there, one would take the other's, so that statement is refused (ValueError) unsent.
     """
     info = connection.info
     sql = "".join(f"{_sql(statement, connection.dialect)}; " for statement in statements)
@@ -199,6 +200,10 @@ def _set_in_every_transaction(engine: Engine, settings: Settings) -> None:
         sql, own = sent_next
         head += sql
         if isinstance(parameters, dict):
+            # A name in both is one parameter of the message: it can have one value only.
+            clash = [name for name in own if name in parameters and parameters[name] != own[name]]
+            if clash:
+                raise ValueError(f"parameters sent with the next statement clash: {clash}")
             return head + statement, {**parameters, **own}
         # Parameters that cannot be merged (an executemany's): it goes first, on its own.
         cursor.execute(head, own)

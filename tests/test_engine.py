@@ -228,6 +228,29 @@ def test_a_statement_sent_with_the_next_one_runs_in_its_transaction(
     assert marked == "1"  # once, however many parameter sets the next statement has
 
 
+def test_parameters_that_clash_with_the_next_statements_refuse_it(pool_of_one: Engine) -> None:
+    with pool_of_one.connect() as connection:
+        mark = text("SELECT set_config('catalog.test_mark', :n, true)")
+        with (
+            sent_with_next_statement(connection, [mark], {"n": "1"}),
+            pytest.raises(ValueError, match="clash"),
+        ):
+            connection.execute(text("SELECT :n"), {"n": "2"})
+        marked = connection.execute(_MARKED).scalar_one()
+
+    assert marked == "0"  # nothing was sent: neither statement ran
+
+
+def test_a_parameter_shared_at_the_same_value_is_one(pool_of_one: Engine) -> None:
+    with pool_of_one.connect() as connection:
+        mark = text("SELECT set_config('catalog.test_mark', :n, true)")
+        with sent_with_next_statement(connection, [mark], {"n": "7"}):
+            value = connection.execute(text("SELECT :n"), {"n": "7"}).scalar_one()
+        marked = connection.execute(_MARKED).scalar_one()
+
+    assert (value, marked) == ("7", "7")
+
+
 def test_a_statement_left_unsent_goes_with_its_block(pool_of_one: Engine) -> None:
     with pool_of_one.connect() as connection:
         with sent_with_next_statement(connection, [_MARK], {}):
