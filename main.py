@@ -167,6 +167,8 @@ app = FastAPI(
 app.add_middleware(HeadMiddleware)  # innermost: routing sees a HEAD request as its GET
 app.add_middleware(TrailingSlashMiddleware)
 if settings.database_read_url:
+    # Inside CORS, the body limit and the request context: a read answered again re-runs only
+    # these inner layers, so its request id, access line and CORS headers come once.
     app.add_middleware(ReplicaFallbackMiddleware)
     app.add_middleware(ConsistencyTokenMiddleware)
 if settings.cors_origins:

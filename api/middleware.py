@@ -1,4 +1,9 @@
-"""Pure ASGI middleware: cheap per-request rules that hold before and after any route runs."""
+"""Pure ASGI middleware: what holds for every request, before and after any route runs.
+
+Most of it is cheap bookkeeping (request ids, the access line, metrics, CORS, limits). Two
+layers are there only with a replica (`main`), and cost more: a write's answer waits for one
+statement (its `Consistency-Token`), and a read the replica failed runs a second time.
+"""
 
 import logging
 import time
@@ -224,11 +229,12 @@ class ReplicaFallbackMiddleware:
     """A read that the replica failed part-way is answered again, from the primary.
 
     A replica that dies (or cancels a query, as a replica may when it replays a conflicting
-    change) while a read's statement runs fails that statement. The read's session marks the
-    request (`dependencies.database.REPLICA_FAILED`); the error answer it led to is dropped
-    before anything is sent, and the request runs once more, its session on the primary. A
-    `GET` has no body and changes nothing: running it again is safe. Installed only when a
-    replica is configured (`main`).
+    change; or fails it in any other way) while a read's statement runs fails that statement.
+    The read's session marks the request (`dependencies.database.REPLICA_FAILED`) as the error
+    leaves the route, so before the error's answer is built; that answer is dropped before
+    anything is sent, and the request runs once more, its session on the primary. A `GET` or
+    `HEAD` has no body and changes nothing: running it again is safe. Installed only when a
+    replica is configured (`main`), outside `HeadMiddleware`, so a HEAD arrives here as HEAD.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -239,17 +245,17 @@ class ReplicaFallbackMiddleware:
             await self.app(scope, receive, send)
             return
         state = scope.setdefault("state", {})  # shared with the copies that inner layers make
-        dropped = False
+        answer_again = False
 
         async def send_unless_the_replica_failed(message: Message) -> None:
-            nonlocal dropped
+            nonlocal answer_again
             if message["type"] == "http.response.start" and state.get(REPLICA_FAILED):
-                dropped = True
-            if not dropped:
+                answer_again = True
+            if not answer_again:
                 await send(message)
 
         await self.app(scope, receive, send_unless_the_replica_failed)
-        if not dropped:
+        if not answer_again:
             return
         replayed = False
 

@@ -1,10 +1,10 @@
 """Step 6 of the guide: one short session per request, always closed, rolled back on error.
 
-Two dependencies, one per kind of request, both from the one `SessionLocal` factory:
-`SessionDep` for writes (bound to `engine`: one transaction per request) and `ReadSessionDep`
-for reads (bound to `read_engine`, or to `replica_engine` when DATABASE_READ_URL names a
-replica that may serve the read: `get_read_session`). The tests swap both through
-`app.dependency_overrides`.
+One dependency per kind of request, all from the one `SessionLocal` factory: `SessionDep` for
+writes (bound to `engine`: one transaction per request), `ReadSessionDep` for reads (bound to
+`read_engine`, or to `replica_engine` when DATABASE_READ_URL names a replica that may serve
+the read: `get_read_session`) and `PrimaryReadSessionDep` for a read that must see the
+primary itself. The tests swap them through `app.dependency_overrides`.
 """
 
 import asyncio
@@ -122,10 +122,14 @@ async def get_read_session(request: Request) -> AsyncIterator[Session]:
     answered again, from the primary.
     """
     monitor = replica_monitor(request)
-    retried = getattr(request.state, REPLICA_FAILED, False)
+    replica_failed_before = getattr(request.state, REPLICA_FAILED, False)  # answering again
     async with AsyncExitStack() as stack:
         replica: ReplicaMonitor | None = None  # set once the session is on the replica
-        if monitor is not None and not retried and monitor.serves(requested_token(request)):
+        if (
+            monitor is not None
+            and not replica_failed_before
+            and monitor.serves(requested_token(request))  # a malformed token: 400 here
+        ):
             assert replica_engine is not None
             try:
                 session = await stack.enter_async_context(
