@@ -4,9 +4,10 @@ Routes declare the statuses they can answer with `problem_responses(...)` and th
 headers; `build_openapi` then fixes what FastAPI cannot express on its own: errors are
 `application/problem+json` with the `Problem` schema (422 included), every response carries
 `X-Request-ID`, PATCH also takes `application/merge-patch+json`, a resource's response
-schema is called by its name (`Product`, not `ProductRead`), and the API-key security is
-declared only when `API_KEYS` is set. `*_responses(resource)` give the usual operations on a
-resource (list, create, read, update, delete) their documented answers.
+schema is called by its name (`Product`, not `ProductRead`), the API-key security is
+declared only when `API_KEYS` is set, and `Consistency-Token` only with a replica.
+`*_responses(resource)` give the usual operations on a resource (list, create, read, update,
+delete) their documented answers.
 """
 
 from collections.abc import Mapping
@@ -19,6 +20,8 @@ from fastapi.openapi.utils import get_openapi
 from api.idempotency import KEPT_REFUSALS, KEY_HEADER, KEY_PATTERN, REPLAYED_HEADER
 from api.problems import PROBLEM_MEDIA_TYPE
 from config import get_settings
+from database.replica import LSN_PATTERN
+from dependencies.consistency import HEADER as CONSISTENCY_HEADER
 from schemas.problem import Problem
 
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
@@ -95,6 +98,45 @@ def _document_idempotency(operation: dict[str, Any]) -> None:
             response["description"] += f" {_KEYED_WHY[code]}"
         if code == 409:
             response["headers"]["Retry-After"] = _ERROR_HEADERS[503]["Retry-After"]
+
+
+# Only with a replica (DATABASE_READ_URL; dependencies.consistency): every 2xx of a write
+# carries a token, and a read of the catalog may send it back to see that write.
+_WRITES = frozenset({"post", "put", "patch", "delete"})
+_CATALOG_PATHS = ("/products", "/categories")  # the routes that read with ReadSessionDep
+_TOKEN_HEADER = {
+    CONSISTENCY_HEADER: _header(
+        "Send it back in the same header with a later read to see this write, on any "
+        "instance. Opaque: keep the latest.",
+        pattern=f"^{LSN_PATTERN}$",
+    )
+}
+_TOKEN_PARAMETER = {
+    "name": CONSISTENCY_HEADER,
+    "in": "header",
+    "required": False,
+    **_header(
+        "A write's `Consistency-Token`, sent back: this read sees that write or a later state.",
+        pattern=f"^{LSN_PATTERN}$",
+    ),
+}
+_TOKEN_400 = f"`{CONSISTENCY_HEADER}` is not a write's token, or is sent twice."
+
+
+def _document_consistency(path: str, method: str, operation: dict[str, Any]) -> None:
+    """A write's 2xx carries the token; a read of the catalog takes it (a 400 when malformed)."""
+    responses = operation["responses"]
+    if method in _WRITES:
+        for status, response in responses.items():
+            if int(status) < 300:
+                response.setdefault("headers", {}).update(_TOKEN_HEADER)
+    elif method == "get" and path.startswith(_CATALOG_PATHS):
+        operation.setdefault("parameters", []).append(dict(_TOKEN_PARAMETER))
+        if "400" in responses:
+            responses["400"]["description"] += f" Or {_TOKEN_400}"
+        else:
+            responses["400"] = {"description": f"{HTTPStatus(400).phrase}. {_TOKEN_400}"}
+            operation["responses"] = dict(sorted(responses.items(), key=lambda item: int(item[0])))
 
 
 def _links_to(resource: str, *operations: str) -> dict[str, Any]:
@@ -237,8 +279,11 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
             if "anyOf" not in field and field.get("default", ...) is None:
                 del field["default"]
 
-    for path_item in document["paths"].values():
+    replica = bool(get_settings().database_read_url)
+    for path, path_item in document["paths"].items():
         for method, operation in path_item.items():
+            if replica:
+                _document_consistency(path, method, operation)
             # A route's one-line docstring is its summary (FastAPI would title-case its name).
             docstring = operation.get("description", "")
             if docstring and "\n" not in docstring:

@@ -32,7 +32,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from config import Settings
 from database.engine import build_engine
 
-_LSN = re.compile(r"([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})")
+LSN_PATTERN = r"([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})"  # PostgreSQL's text form of an LSN
+_LSN = re.compile(LSN_PATTERN)
 
 logger = logging.getLogger("catalog.replica")
 

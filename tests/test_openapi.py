@@ -1,6 +1,7 @@
 """The OpenAPI document: valid, complete, and committed (openapi.json) so changes show in review."""
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -8,6 +9,7 @@ from openapi_spec_validator import validate
 
 from api.openapi import build_openapi
 from config import PROJECT_DIR, get_settings
+from dependencies.consistency import format_token
 from main import app
 
 SNAPSHOT = PROJECT_DIR / "openapi.json"
@@ -82,6 +84,36 @@ def test_with_api_keys_every_write_documents_auth_and_its_failure(
                 continue
             assert operation["security"] == [{"HTTPBearer": []}, {"APIKeyHeader": []}]
             assert "WWW-Authenticate" in operation["responses"]["401"]["headers"]
+
+
+def test_with_a_replica_writes_give_a_consistency_token_and_catalog_reads_take_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(get_settings(), "database_read_url", "postgresql://replica/catalog")
+    document = build_openapi(app)
+
+    validate(document)
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            headers = [p for p in operation.get("parameters", []) if p["in"] == "header"]
+            token = next((p for p in headers if p["name"] == "Consistency-Token"), None)
+            reads_the_catalog = method == "get" and path.startswith(("/products", "/categories"))
+            assert (token is not None) == reads_the_catalog, (path, method)
+            if token is not None:
+                # What the service hands out fits what the document asks for.
+                assert re.fullmatch(token["schema"]["pattern"], format_token(0x16B374D848))
+                refused = operation["responses"]["400"]
+                assert "Consistency-Token" in refused["description"], path
+                assert "application/problem+json" in refused["content"], path
+            for status, response in operation["responses"].items():
+                gives_one = method != "get" and int(status) < 300
+                assert ("Consistency-Token" in response["headers"]) == gives_one, (path, status)
+
+
+def test_without_a_replica_no_operation_mentions_a_consistency_token() -> None:
+    assert not get_settings().database_read_url
+
+    assert "Consistency-Token" not in json.dumps(DOCUMENT)
 
 
 def test_without_api_keys_no_write_claims_to_need_one() -> None:
