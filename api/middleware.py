@@ -198,10 +198,11 @@ class ConsistencyTokenMiddleware:
     position asked for once the route has returned, so after the write's commit (crud commits
     before the answer is built), with one statement on the primary's read pool: the one round
     trip a write pays for it, after waiting for a connection of that pool like any read (up to
-    DB_POOL_TIMEOUT), before the answer's first byte is sent. Idempotent replays get a fresh token, which is past the kept
-    write too. When the primary cannot answer that statement, the write is committed all the
-    same: its answer goes without a token (a read then sees it once the replica has it, or
-    DB_REPLICA_MAX_LAG_S later at most), rather than a 503 that would call it failed.
+    DB_POOL_TIMEOUT), before the answer's first byte is sent. Idempotent replays get a fresh
+    token, which is past the kept write too. When the primary cannot answer that statement,
+    the write is committed all the same: its answer goes without a token (a read then sees it
+    once the replica has it, or DB_REPLICA_MAX_LAG_S later at most), rather than a 503 that
+    would call it failed.
     """
 
     def __init__(self, app: ASGIApp) -> None:
