@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.server import migrate, service_process
+from tests.server import migrate, migrated_database, service_process
 
 
 def _parsed(line: str) -> dict[str, Any]:
@@ -48,11 +48,11 @@ def test_every_line_is_json_however_the_server_is_started(tmp_path: Path, comman
 
 
 def test_a_readiness_check_logs_its_access_line_and_nothing_else(tmp_path: Path) -> None:
-    database_url = f"sqlite:///{tmp_path / 'ready.db'}"
-    migrate(database_url)
-
     settings = {"log_format": "json", "log_level": "info"}
-    with service_process(database_url, **settings) as service:
+    with (
+        migrated_database("ready_logs", tmp_path) as database_url,
+        service_process(database_url, **settings) as service,
+    ):
         for _ in range(3):  # a load balancer asks every second or so
             assert httpx.get(f"{service.base_url}/health/ready").status_code == 200
         service.process.send_signal(signal.SIGTERM)
