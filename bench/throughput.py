@@ -300,18 +300,23 @@ def report(results: dict[tuple[int, str, str], list[Run]], args: argparse.Namesp
 
 
 def _keyed_over_unkeyed(results: dict[tuple[int, str, str], list[Run]]) -> list[str]:
-    """Each keyed scenario's req/s over the same app's unkeyed one: what keeping answers costs."""
+    """Each keyed scenario's req/s over the same app's unkeyed one: what keeping answers costs.
+
+    One ratio per round (the two runs of a pair are minutes apart at most, where two rounds
+    can be far apart on a shared machine), and their median and range.
+    """
     lines = []
     for (workers, scenario, name), runs in results.items():
         unkeyed = results.get((workers, KEYED.get(scenario, ""), name))
         if unkeyed:
-            ratio = statistics.median(r.rps for r in runs) / statistics.median(
-                r.rps for r in unkeyed
-            )
+            pairs = [run.rps / base.rps for run, base in zip(runs, unkeyed, strict=True)]
             plural = "s" if workers > 1 else ""
             label = f"{scenario} / {KEYED[scenario]}"
-            lines.append(f"- {workers} worker{plural}, {name}: {label} {ratio:.2f}")
-    return ["", "Keyed over unkeyed, same app and run:", *lines] if lines else []
+            lines.append(
+                f"- {workers} worker{plural}, {name}: {label} {statistics.median(pairs):.2f} "
+                f"({min(pairs):.2f}-{max(pairs):.2f}, {len(pairs)} rounds)"
+            )
+    return ["", "Keyed over unkeyed, same app, round by round:", *lines] if lines else []
 
 
 def _chart(
