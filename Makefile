@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/catalog_test
 
 .DEFAULT_GOAL := help
-.PHONY: help run migrate test test-sqlite test-postgres test-scale lint format bench bench-listing openapi screenshot
+.PHONY: help install run migrate test test-sqlite test-postgres test-scale lint format bench bench-listing openapi screenshot
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -21,6 +21,8 @@ $(VENV)/.runtime-installed: requirements.txt | $(BIN)/python
 $(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@ $(VENV)/.runtime-installed
+
+install: $(VENV)/.runtime-installed ## Create .venv and install the runtime requirements
 
 run: $(VENV)/.runtime-installed ## Apply migrations, then serve the API on HOST:PORT (SQLite by default)
 	$(BIN)/alembic upgrade head

@@ -12,6 +12,9 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 PROJECT_DIR = Path(__file__).resolve().parent
+# Request headers, in all (the contract). The production server (server.py) stops reading a
+# head past this; RequestHeadMiddleware refuses one that a development server let through.
+MAX_HEADER_BYTES = 64 * 1024
 DEFAULT_DATABASE_URL = f"sqlite:///{PROJECT_DIR / 'catalog.db'}"
 
 # URLs pasted from hosting providers say `postgres://` or `postgresql://`; SQLAlchemy 2.1 maps the
@@ -118,6 +121,8 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    # Worker processes of `python main.py` (server.py): about one per core.
+    web_concurrency: int = Field(default=1, ge=1)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     log_format: Literal["text", "json"] = "text"
 

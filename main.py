@@ -4,17 +4,17 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
-import uvicorn
 from fastapi import FastAPI
 from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
 
 from api.docs import install_offline_docs
-from api.draining import draining_on_sigterm
 from api.logs import configure_logging
 from api.metrics import register_pool_metrics, sharing_pool_readings
 from api.metrics import router as metrics_router
@@ -31,7 +31,7 @@ from api.middleware import (
 from api.openapi import install_openapi
 from api.problems import install_problem_handlers
 from api.routes import categories, products, service
-from config import get_settings
+from config import MAX_HEADER_BYTES, PROJECT_DIR, get_settings
 from crud.health import required_revision, schema_revision
 from database.engine import engine, read_engine, replica_engine
 from database.event_loop import cooperation
@@ -41,11 +41,6 @@ from dependencies.database import database_capacity, database_slots
 
 __version__ = "0.1.0"
 MAX_BODY_BYTES = 1024 * 1024
-# Request headers, in all. uvicorn's h11 protocol stops buffering an incomplete request head
-# past this (its own 400, connection closed); httptools, uvicorn's default when installed, has
-# no limit at all: `python main.py` runs h11 with it, and README's production command passes
-# the same two flags. A head that arrived whole in one read is checked by RequestHeadMiddleware.
-MAX_HEADER_BYTES = 64 * 1024
 
 settings = get_settings()
 configure_logging(settings)
@@ -109,18 +104,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         logger.warning("API_KEYS is not set: writes (POST, PUT, PATCH, DELETE) are open to anyone")
     # Opt-ins, while the app serves: the routes of `EventLoopRoute` routers wait for
     # PostgreSQL in the event loop (database/event_loop.py); with several workers, each one
-    # shares its pools' readings with the others' `/metrics` (api/metrics.py); SIGTERM drains
-    # first for SHUTDOWN_DRAIN_S (api/draining.py).
+    # shares its pools' readings with the others' `/metrics` (api/metrics.py).
     binds = [engine, read_engine, *([replica_engine] if replica_engine is not None else [])]
     with (
         cooperation(*binds),
         sharing_pool_readings(),
-        draining_on_sigterm(app.state, settings.shutdown_drain_s),
     ):
         await run_in_threadpool(report_database)
         async with replica_monitoring(app):
             yield
-    # After uvicorn has drained in-flight requests (SIGTERM): every acknowledged write is
+    # After the server has drained in-flight requests (SIGTERM): every acknowledged write is
     # committed already, so closing the pool loses nothing.
     for bind in binds:
         bind.dispose()
@@ -224,14 +217,7 @@ gc.freeze()
 
 
 if __name__ == "__main__":
-    uvicorn.run(
-        "main:app",
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        # configure_logging (above) has configured every logger already, uvicorn's included.
-        log_config=None,
-        access_log=False,
-        http="h11",
-        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
-    )
+    # The production entry point: server.py serves `main:app`. It runs in a fresh interpreter
+    # (same process id, so signals still reach it) because the metrics' multiprocess mode is
+    # chosen when prometheus_client is first imported, as this process has done already.
+    os.execv(sys.executable, [sys.executable, str(PROJECT_DIR / "server.py")])

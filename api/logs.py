@@ -18,8 +18,9 @@ _NOT_EXTRAS = frozenset(vars(logging.makeLogRecord({}))) | {
     "request_id",
     "color_message",
 }
-# uvicorn's loggers for its own lines: start-up, shutdown, errors (its access log is replaced).
-_UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.asgi")
+# The servers' loggers for their own lines: start-up, shutdown, errors. granian's (production,
+# server.py) and uvicorn's (development); their access logs are replaced by ours.
+_SERVER_LOGGERS = ("_granian", "uvicorn", "uvicorn.error", "uvicorn.asgi")
 
 
 class _RequestIdFilter(logging.Filter):
@@ -83,13 +84,13 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
-    # `uvicorn main:app` gives its loggers handlers of their own (plain text, not propagating)
-    # before it imports the app: take them over, so that every line has this format, however
-    # uvicorn was started. Their levels stay uvicorn's (`--log-level`).
-    for name in _UVICORN_LOGGERS:
-        uvicorn_logger = logging.getLogger(name)
-        uvicorn_logger.handlers.clear()
-        uvicorn_logger.propagate = True
+    # The servers give their loggers handlers of their own (plain text, not propagating) before
+    # they import the app: take them over, so that every line has this format, however the
+    # server was started. Their levels stay the server's (`--log-level`).
+    for name in _SERVER_LOGGERS:
+        server_logger = logging.getLogger(name)
+        server_logger.handlers.clear()
+        server_logger.propagate = True
     # Warnings too, which Python would otherwise print as plain text.
     logging.captureWarnings(True)
     # Our access line (api.middleware) replaces uvicorn's: it has the request id and route.
@@ -97,4 +98,4 @@ def configure_logging(settings: Settings) -> None:
     # Readiness asks alembic which revision the database is at (crud.health), and alembic says
     # at INFO which dialect it works with each time: useful once in `alembic upgrade` (its own
     # process, its own logging), noise here on every health check.
-    logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)

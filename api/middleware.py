@@ -105,13 +105,17 @@ class RequestHeadMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            hosts = size = 0
+            hosts: list[bytes] = []
+            size = 0
             for name, value in scope["headers"]:
-                hosts += name == b"host"
+                if name == b"host":
+                    hosts.append(value)
                 size += len(name) + len(value)
+            # An empty Host is no Host: granian hands the app `host: ""` when there is none.
+            missing = hosts in ([], [b""])
             if size > self.max_bytes:
                 status, detail = 431, f"The request headers are larger than {self.max_bytes} bytes"
-            elif hosts > 1 or (hosts == 0 and scope.get("http_version") == "1.1"):
+            elif len(hosts) > 1 or (missing and scope.get("http_version") == "1.1"):
                 status, detail = 400, "An HTTP/1.1 request needs exactly one Host header"
             else:
                 await self.app(scope, receive, send)

@@ -1,4 +1,5 @@
-"""The service as a real uvicorn process, for tests that need true concurrency and commits."""
+"""The service as a real server process, started as production starts it (`python main.py`),
+for tests that need true concurrency, commits and the HTTP server's own behaviour."""
 
 import os
 import socket
@@ -22,8 +23,8 @@ from tests.databases import ON_POSTGRES, fresh_postgres_database, upgrade
 
 T = TypeVar("T")
 
-# What README's production command adds to `uvicorn main:app` (main.MAX_HEADER_BYTES).
-PRODUCTION_FLAGS = ("--http", "h11", "--h11-max-incomplete-event-size", "65536")
+# The production entry point, as README runs it.
+PRODUCTION_COMMAND = ("main.py",)
 
 
 def free_port() -> int:
@@ -65,30 +66,14 @@ class Service:
         return self.log.read()
 
 
-def uvicorn_arguments(port: int, *, workers: str = "1") -> list[str]:
-    """`python`'s arguments for the README's production command on 127.0.0.1:`port`."""
-    return [
-        "-m",
-        "uvicorn",
-        "main:app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        workers,
-        *PRODUCTION_FLAGS,
-    ]
-
-
 @contextmanager
 def service_process(
-    database_url: str, *, command: str = "uvicorn main:app", workers: str = "1", **settings: str
+    database_url: str, *, command: str = "python main.py", **settings: str
 ) -> Iterator[Service]:
     """Start the service against `database_url` with extra settings; stop it after.
 
-    `command` is how: `uvicorn main:app` with the production command's flags and `workers`
-    worker processes (a string, like the settings), or `python main.py`.
+    `command` is how: `python main.py`, the production entry point (WEB_CONCURRENCY and every
+    other setting from `settings`), or `uvicorn main:app`, a development server.
     """
     port = free_port()
     env = {
@@ -100,8 +85,16 @@ def service_process(
         **{name.upper(): value for name, value in settings.items()},
     }
     arguments = {
-        "uvicorn main:app": uvicorn_arguments(port, workers=workers),
-        "python main.py": ["main.py"],  # HOST and PORT from the environment
+        "python main.py": list(PRODUCTION_COMMAND),
+        "uvicorn main:app": [
+            "-m",
+            "uvicorn",
+            "main:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
     }[command]
     # The log goes to a file, not a pipe: a pipe nobody reads fills up and blocks the server.
     with tempfile.TemporaryFile(mode="w+") as log:
@@ -129,7 +122,7 @@ def service_process(
 
 @contextmanager
 def running_service(database_url: str, **settings: str) -> Iterator[str]:
-    """Start `uvicorn main:app` against `database_url`; yield its base URL; stop it after."""
+    """Start the service against `database_url`; yield its base URL; stop it after."""
     with service_process(database_url, **settings) as service:
         yield service.base_url
 

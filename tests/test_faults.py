@@ -193,10 +193,8 @@ def test_sigterm_during_a_stream_of_creates_loses_no_acknowledged_write(
             thread.join(timeout=30)
         output = service.output()
 
-    # Graceful: uvicorn drains in-flight requests and runs the lifespan shutdown, then re-raises
-    # the signal so that the exit status says SIGTERM.
-    assert exit_code in (0, -signal.SIGTERM), output
-    assert "Application shutdown complete" in output
+    # Graceful: the server lets in-flight requests finish, runs the lifespan's end, exits 0.
+    assert exit_code == 0, output
     assert len(acknowledged) > 10, "the stream never got going"
     engine = create_engine(cluster.url)
     with engine.connect() as connection:

@@ -44,7 +44,7 @@ async def health() -> dict[str, str]:
 )
 def ready(request: Request, db: PrimaryReadSessionDep, replica: ReplicaMonitorDep) -> Readiness:
     """Readiness: 200 only when the database answers and its schema is the one needed."""
-    if is_draining(request.app.state):
+    if is_draining():
         # SIGTERM came: the load balancer should send requests elsewhere (api.draining).
         raise HTTPException(503, "This instance is shutting down", {"Retry-After": "1"})
     current, required = schema_revision(db), required_revision()

@@ -2,6 +2,7 @@
 
 import gc
 import logging
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -9,6 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 import main  # importing main is start-up: it freezes what was loaded
+from api.draining import DRAIN_FILE_VARIABLE
 from crud.health import required_revision
 
 
@@ -63,14 +65,16 @@ def test_ready_is_503_naming_both_revisions_while_the_schema_is_behind(
 
 
 def test_ready_is_503_while_the_instance_drains_and_the_rest_is_served(
-    client: TestClient,
+    client: TestClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    main.app.state.draining = True  # what SIGTERM sets, with SHUTDOWN_DRAIN_S (api.draining)
-    try:
-        ready = client.get("/health/ready")
-        served = client.get("/products")
-    finally:
-        main.app.state.draining = False
+    # What server.py does on SIGTERM with SHUTDOWN_DRAIN_S (api.draining).
+    drain_file = tmp_path / "draining"
+    monkeypatch.setenv(DRAIN_FILE_VARIABLE, str(drain_file))
+    assert client.get("/health/ready").status_code == 200
+    drain_file.touch()
+
+    ready = client.get("/health/ready")
+    served = client.get("/products")
 
     assert ready.status_code == 503
     assert ready.headers["content-type"] == "application/problem+json"

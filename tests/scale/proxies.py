@@ -28,7 +28,7 @@ import pytest
 
 from config import PROJECT_DIR
 from tests.databases import IN_CI
-from tests.server import free_port, uvicorn_arguments
+from tests.server import PRODUCTION_COMMAND, free_port
 
 DEPLOY = PROJECT_DIR / "deploy"
 PGBOUNCER = Path("/usr/sbin/pgbouncer")
@@ -245,7 +245,7 @@ def haproxy(servers: Mapping[str, int]) -> Iterator[HAProxy]:
 
 
 class Instance:
-    """`uvicorn main:app` with the production flags, on a port of its own that survives a
+    """`python main.py`, the production entry point, on a port of its own that survives a
     restart (as an instance behind a load balancer keeps its address)."""
 
     def __init__(self, database_url: str, log_directory: Path, **settings: str) -> None:
@@ -255,6 +255,8 @@ class Instance:
             **os.environ,
             "DATABASE_URL": database_url,
             "LOG_LEVEL": "warning",
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
             **{name.upper(): value for name, value in settings.items()},
         }
         self.log_path = log_directory / f"instance-{self.port}.log"
@@ -263,7 +265,7 @@ class Instance:
     def start(self) -> None:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, *uvicorn_arguments(self.port)],
+                [sys.executable, *PRODUCTION_COMMAND],
                 cwd=PROJECT_DIR,
                 env=self.environment,
                 stdout=log,

@@ -45,7 +45,7 @@ def metrics_directory(tmp_path: Path) -> Path:
 def instance(database_url: str, metrics_directory: Path) -> Iterator[Service]:
     with service_process(
         database_url,
-        workers=str(WORKERS),
+        web_concurrency=str(WORKERS),
         prometheus_multiproc_dir=str(metrics_directory),
         db_pool_size=str(POOL_SIZE),
     ) as service:
@@ -172,7 +172,7 @@ def test_stopped_workers_take_their_gauges_with_them(
     database_url: str, metrics_directory: Path
 ) -> None:
     with service_process(
-        database_url, workers=str(WORKERS), prometheus_multiproc_dir=str(metrics_directory)
+        database_url, web_concurrency=str(WORKERS), prometheus_multiproc_dir=str(metrics_directory)
     ) as service:
         _wait_for(lambda: len(_live_workers(metrics_directory)) == WORKERS, service)
         _list_products(service, 10)
