@@ -9,12 +9,12 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import anyio.to_thread
 from fastapi import FastAPI
 from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
 
 from api.docs import install_offline_docs
+from api.idempotency import install_idempotency
 from api.logs import configure_logging
 from api.metrics import register_pool_metrics, sharing_pool_readings
 from api.metrics import router as metrics_router
@@ -34,10 +34,9 @@ from api.routes import categories, products, service
 from config import MAX_HEADER_BYTES, PROJECT_DIR, get_settings
 from crud.health import required_revision, schema_revision
 from database.engine import engine, read_engine, replica_engine
-from database.event_loop import cooperation
 from database.replica import ReplicaMonitor, build_monitor
-from database.session import SessionLocal
-from dependencies.database import database_capacity, database_slots
+from database.session import ReadSessionLocal
+from database.timeouts import waiting_with_deadlines
 
 __version__ = "0.1.0"
 MAX_BODY_BYTES = 1024 * 1024
@@ -52,7 +51,7 @@ def report_database() -> None:
     and `/health/ready` answers 503 until it can."""
     where = engine.url.render_as_string(hide_password=True)
     try:
-        with SessionLocal(bind=read_engine) as session:
+        with ReadSessionLocal() as session:
             current = schema_revision(session)
     except DBAPIError as exc:
         reason = str(exc.orig).strip().splitlines()[0]
@@ -91,30 +90,17 @@ async def replica_monitoring(app: FastAPI) -> AsyncIterator[ReplicaMonitor | Non
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    # Requests wait for a database connection in the event loop (take_database_slot), so
-    # threads are never parked on the pool; there need to be enough of them for every
-    # connection plus the routes without one.
-    limiter = anyio.to_thread.current_default_thread_limiter()
-    limiter.total_tokens = max(limiter.total_tokens, database_capacity() + 8)
-    # The pool's slots belong to this serving run: an asyncio.Semaphore is bound to the first
-    # event loop that waits on it, and a later run (a second TestClient, an embedding) has its
-    # own loop.
-    app.state.database_slots = database_slots()
     if not settings.api_keys:
         logger.warning("API_KEYS is not set: writes (POST, PUT, PATCH, DELETE) are open to anyone")
-    # Opt-ins, while the app serves: the routes of `EventLoopRoute` routers wait for
-    # PostgreSQL in the event loop (database/event_loop.py); with several workers, each one
-    # shares its pools' readings with the others' `/metrics` (api/metrics.py).
     binds = [engine, read_engine, *([replica_engine] if replica_engine is not None else [])]
-    with (
-        cooperation(*binds),
-        sharing_pool_readings(),
-    ):
+    # Every call to PostgreSQL waits with a deadline (database/timeouts.py); with several
+    # workers, each one shares its pools' readings with the others' `/metrics`.
+    with waiting_with_deadlines(settings), sharing_pool_readings():
         await run_in_threadpool(report_database)
         async with replica_monitoring(app):
             yield
-    # After the server has drained in-flight requests (SIGTERM): every acknowledged write is
-    # committed already, so closing the pool loses nothing.
+    # After the server has let in-flight requests finish (SIGTERM): every acknowledged write
+    # is committed already, so closing the pools loses nothing.
     for bind in binds:
         bind.dispose()
 
@@ -195,6 +181,7 @@ app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
 app.add_middleware(RequestHeadMiddleware, max_bytes=MAX_HEADER_BYTES)
 app.add_middleware(RequestContextMiddleware)  # outermost: sees and tags every response
 install_problem_handlers(app)
+install_idempotency(app)
 app.include_router(products.router)
 app.include_router(categories.router)
 app.include_router(service.router)

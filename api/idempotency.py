@@ -1,10 +1,15 @@
-"""`@idempotent`: a POST that a client can send again after losing its answer, done once.
+"""`Idempotency-Key`: a POST that a client can send again after losing its answer, done once.
 
-One line makes a route idempotent: `@idempotent` under its `@router.post(...)`. The route then
-accepts an `Idempotency-Key` header (the IETF httpapi draft "The Idempotency-Key HTTP Header
-Field"); its code, and what it does without the header, stay as they are:
-- a new key: the route runs, and its answer is kept with its write, committed together
-  (`crud.idempotency`), for at least IDEMPOTENCY_TTL_S;
+A route opts in by declaring the dependency and returning its answer through it:
+
+    def create_product(..., db: SessionDep, idempotency: IdempotencyDep) -> Response:
+        product = crud.create_product(db, values=payload.model_dump())
+        return idempotency.keep(responses.created(...))
+
+Without the header nothing changes. With it (the IETF httpapi draft "The Idempotency-Key HTTP
+Header Field"):
+- a new key is claimed in the request's transaction before the route runs, and its answer is
+  kept with the write (`keep`), committed together, for at least IDEMPOTENCY_TTL_S;
 - the same key and the same request (method, path, body): the kept answer, byte for byte,
   with `Idempotent-Replayed: true`; the route does not run;
 - the same key and another request: 422. While the first is still in flight: 409.
@@ -12,26 +17,22 @@ Keys belong to the caller (`dependencies.access.require_write_access`): one call
 receives an answer kept for another.
 """
 
-import functools
 import hashlib
-import inspect
 import itertools
 import logging
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException, Request, Response, Security
+from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response, Security
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 import crud.idempotency as crud
 from api.problems import PROBLEM_MEDIA_TYPE, catalog_problem
 from config import get_settings
-from crud import shared
-from crud.errors import CatalogError, IdempotencyKeyInUse
+from crud.errors import CatalogError, IdempotencyKeyInUse, IdempotencyKeyReused
 from dependencies.access import require_write_access
 from dependencies.database import SessionDep
 
@@ -49,23 +50,19 @@ PURGE_EVERY = 100  # keyed writes of this process between two purges
 PURGE_LIMIT = 500  # expired keys deleted by one purge, at most
 
 _KEY = re.compile(KEY_PATTERN)
-_PARAMETER = "idempotency_"  # the dependency's parameter, added to the route's signature
 _keyed_writes = itertools.count(1)
 logger = logging.getLogger("catalog.idempotency")
 
 
-@dataclass(frozen=True)
-class Idempotency:
-    """A request that carries a valid `Idempotency-Key`, and the session its route writes with."""
+class Replay(Exception):  # not an error: the kept answer, given again
+    """The key's answer is kept already: it is the answer, and the route does not run."""
 
-    request: Request
-    session: Session
-    keyed: crud.KeyedRequest
+    def __init__(self, answer: crud.KeptAnswer) -> None:
+        self.answer = answer
 
 
-async def idempotency_key(
+async def keyed_request(
     request: Request,
-    db: SessionDep,
     caller: Annotated[str, Security(require_write_access)],
     key: Annotated[
         str | None,
@@ -76,83 +73,95 @@ async def idempotency_key(
             f"(`{REPLAYED_HEADER}: true`) and changes nothing. 1 to 255 visible ASCII characters.",
         ),
     ] = None,
-) -> Idempotency | None:
-    """The request's key (400 unless exactly one, well formed), caller and fingerprint."""
+) -> crud.KeyedRequest | None:
+    """The request's key (400 unless sent once), caller and fingerprint; None without a key."""
     if key is None:
         return None
     values = request.headers.getlist(KEY_HEADER)
     if len(values) != 1 or not _KEY.fullmatch(values[0]):
         raise HTTPException(
-            status_code=400,
-            detail=f"{KEY_HEADER} must be sent once, as 1 to 255 visible ASCII characters",
+            400, f"{KEY_HEADER} must be sent once, as 1 to 255 visible ASCII characters"
         )
     # FastAPI has read the body already: this is the same bytes, from memory.
     body = await request.body()
-    fingerprint = hashlib.sha256(
-        b"\n".join([request.method.encode(), request.url.path.encode(), body])
-    ).hexdigest()
-    return Idempotency(request, db, crud.KeyedRequest(caller, key, fingerprint))
+    asked = b"\n".join([request.method.encode(), request.url.path.encode(), body])
+    return crud.KeyedRequest(caller, key, hashlib.sha256(asked).hexdigest())
 
 
-def idempotent(endpoint: Callable[..., Response]) -> Callable[..., Response]:
-    """Make a POST route (a plain `def` that writes with `SessionDep`) idempotent by key."""
-    if inspect.iscoroutinefunction(endpoint):
-        raise TypeError("@idempotent wraps plain `def` routes")
-    signature = inspect.signature(endpoint)
-    dependency = inspect.Parameter(
-        _PARAMETER,
-        inspect.Parameter.KEYWORD_ONLY,
-        annotation=Annotated[Idempotency | None, Depends(idempotency_key)],
-    )
+class Idempotency:
+    """What a keyed route is given: `keep(response)` keeps its answer with its write."""
 
-    @functools.wraps(endpoint)
-    def route(**values: Any) -> Response:
-        idempotency: Idempotency | None = values.pop(_PARAMETER)
-        if idempotency is None:
-            return endpoint(**values)
-        return _answer_once(idempotency, lambda: endpoint(**values))
+    def __init__(self, session: Session | None = None, keyed: crud.KeyedRequest | None = None):
+        self.session, self.keyed = session, keyed
+        self.kept = False
 
-    # FastAPI reads the parameters from the signature (PEP 362): the route's own, plus the key.
-    route.__signature__ = signature.replace(  # type: ignore[attr-defined]
-        parameters=[*signature.parameters.values(), dependency]
-    )
-    return route
+    def keep(self, response: Response) -> Response:
+        """Keep `response` with the key (if the request has one); return it."""
+        if self.session is not None and self.keyed is not None:
+            crud.keep(self.session, self.keyed, _kept(response))
+            self.kept = True
+        return response
 
 
-def _answer_once(idempotency: Idempotency, write: Callable[[], Response]) -> Response:
-    db, keyed = idempotency.session, idempotency.keyed
+def idempotency(
+    request: Request,
+    db: SessionDep,
+    keyed: Annotated[crud.KeyedRequest | None, Depends(keyed_request)],
+) -> Iterator[Idempotency]:
+    """Claim the key before the route runs, or answer with the kept answer (`Replay`)."""
+    if keyed is None:
+        yield Idempotency()
+        return
     now = datetime.now(UTC)
     ttl = timedelta(seconds=get_settings().idempotency_ttl_s)
+    _claim(db, keyed, now=now, ttl=ttl)
+    claimed = Idempotency(db, keyed)
+    try:
+        yield claimed
+    except CatalogError as refusal:
+        if refusal.status in KEPT_REFUSALS:
+            _keep_refusal(db, keyed, catalog_problem(request, refusal), now=now, ttl=ttl)
+        raise
+    if not claimed.kept:
+        raise RuntimeError("a keyed route must return idempotency.keep(<its response>)")
+    if next(_keyed_writes) % PURGE_EVERY == 0:
+        _purge(db, now)
+
+
+def _claim(db: Session, keyed: crud.KeyedRequest, *, now: datetime, ttl: timedelta) -> None:
+    """Claim the key; `Replay` its kept answer, or refuse (409 in flight, 422 reused)."""
     for _ in range(2):  # a second time only after an expired key made way for this request
-        try:
-            return _first_answer(idempotency, write, now=now, ttl=ttl)
-        except crud.KeyTaken:
-            kept = crud.kept_answer(db, keyed, now=now)
-            if kept is not None:
-                return _replay(kept)
+        if crud.claim(db, keyed, now=now, ttl=ttl):
+            return
+        found = crud.kept(db, keyed)
+        if found is None:
+            raise IdempotencyKeyInUse()
+        if found.expires_at <= now:
+            crud.forget(db, keyed)
+            continue
+        if found.fingerprint != keyed.fingerprint:
+            raise IdempotencyKeyReused()
+        raise Replay(found.answer)
     raise IdempotencyKeyInUse()  # claimed anew, and expired, within one request: retry later
 
 
-def _first_answer(
-    idempotency: Idempotency, write: Callable[[], Response], *, now: datetime, ttl: timedelta
-) -> Response:
-    """The write's answer, kept with it; `crud.KeyTaken` if the key is taken already."""
-    db, keyed = idempotency.session, idempotency.keyed
+def _keep_refusal(
+    db: Session, keyed: crud.KeyedRequest, refusal: Response, *, now: datetime, ttl: timedelta
+) -> None:
+    """Keep the answer of a write that was refused, in a transaction of its own: the write's
+    was rolled back (a refused constraint leaves nothing else to do with it), its claim too."""
+    db.rollback()
+    if crud.claim(db, keyed, now=now, ttl=ttl):  # else another request's answer is kept
+        crud.keep(db, keyed, _kept(refusal))
+        db.commit()
+
+
+def _purge(db: Session, now: datetime) -> None:
     try:
-        with crud.claimed(db, keyed, now=now, ttl=ttl), shared.commit_deferred(db):
-            response = write()
-    except IdempotencyKeyInUse:
-        raise
-    except CatalogError as refusal:
-        if refusal.status not in KEPT_REFUSALS:
-            raise
-        # The write was rolled back, and the claim with it: keep the refusal on its own.
-        response = catalog_problem(idempotency.request, refusal)
-        crud.keep_refusal(db, keyed, _kept(response), now=now, ttl=ttl)
-        return response
-    crud.keep(db, keyed, _kept(response))
-    _purge_now_and_then(db, now)
-    return response
+        with db.begin_nested():  # a failed purge must not fail the write
+            crud.purge_expired(db, now=now, limit=PURGE_LIMIT)
+    except SQLAlchemyError:
+        logger.warning("could not purge expired idempotency keys", exc_info=True)
 
 
 def _kept(response: Response) -> crud.KeptAnswer:
@@ -164,7 +173,9 @@ def _kept(response: Response) -> crud.KeptAnswer:
     )
 
 
-def _replay(kept: crud.KeptAnswer) -> Response:
+async def _replay(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Replay)
+    kept = exc.answer
     headers = {REPLAYED_HEADER: "true"}
     if kept.location is not None:
         headers["Location"] = kept.location
@@ -175,12 +186,9 @@ def _replay(kept: crud.KeptAnswer) -> Response:
     return Response(kept.body, status_code=kept.status, headers=headers, media_type=media_type)
 
 
-def _purge_now_and_then(db: Session, now: datetime) -> None:
-    if next(_keyed_writes) % PURGE_EVERY:
-        return
-    try:
-        crud.purge_expired(db, now=now, limit=PURGE_LIMIT)
-    except SQLAlchemyError:
-        # The answer is committed already; expired keys wait for the next purge.
-        db.rollback()
-        logger.warning("could not purge expired idempotency keys", exc_info=True)
+def install_idempotency(app: FastAPI) -> None:
+    """Kept answers are given again (`Replay`)."""
+    app.add_exception_handler(Replay, _replay)
+
+
+IdempotencyDep = Annotated[Idempotency, Depends(idempotency, scope="function")]

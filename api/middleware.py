@@ -11,6 +11,7 @@ import uuid
 
 from fastapi import Request
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
@@ -220,7 +221,7 @@ class ConsistencyTokenMiddleware:
         async def send_with_token(message: Message) -> None:
             if message["type"] == "http.response.start" and 200 <= message["status"] < 300:
                 try:
-                    token = format_token(await primary_wal_position(Request(scope)))
+                    token = format_token(await run_in_threadpool(primary_wal_position))
                 except SQLAlchemyError as exc:
                     replica_log.warning("a write answered without %s: %s", CONSISTENCY_HEADER, exc)
                 else:

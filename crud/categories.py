@@ -1,35 +1,22 @@
-"""Every query on `categories`: Core statements on the table, rows as `CategoryRecord`s, as
-in `crud.products` (its docstring says why). Writes commit here."""
+"""Every query on `categories`, as `crud.products` writes them (its docstring says how)."""
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from crud import shared
 from crud.errors import CategoryInUse, CategoryNotFound, DuplicateCategoryName
-from crud.products import CATEGORY_CONSTRAINT, PRODUCTS
-from models import Category
+from models import Category, Product
 from models.category import CATEGORY_SORTABLE_FIELDS, NAME_KEY_INDEX
 
-CATEGORIES = Category.metadata.tables[Category.__tablename__]
 RESOURCE = shared.Resource(
-    CATEGORIES, not_found=CategoryNotFound, sortable=CATEGORY_SORTABLE_FIELDS
+    Category,
+    not_found=CategoryNotFound,
+    sortable={field: getattr(Category, field) for field in CATEGORY_SORTABLE_FIELDS},
 )
-
-
-class CategoryRecord(NamedTuple):
-    """One row of `categories`, as every function here returns it (the table's column order)."""
-
-    id: int
-    name: str
-    description: str | None
-    created_at: datetime
-    updated_at: datetime
-    version: int
 
 
 @dataclass(frozen=True)
@@ -41,34 +28,35 @@ class CategoryFilters:
     def where(self) -> list[ColumnElement[bool]]:
         if self.q is None:
             return []
-        return [CATEGORIES.c.name.ilike(f"%{shared.escape_like(self.q)}%", escape="\\")]
+        return [Category.name.ilike(f"%{shared.escape_like(self.q)}%", escape="\\")]
 
 
 def _conflicts(values: Mapping[str, Any]) -> shared.Conflicts:
     return {NAME_KEY_INDEX: lambda: DuplicateCategoryName(values.get("name"))}
 
 
-def read_category(session: Session, category_id: int) -> CategoryRecord:
+def get_category(session: Session, category_id: int) -> Category:
     """One category; `CategoryNotFound` if there is none."""
-    return CategoryRecord._make(shared.read_row(session, RESOURCE, category_id))
+    category: Category = shared.get_one(session, RESOURCE, category_id)
+    return category
 
 
 def list_categories(
     session: Session, *, filters: CategoryFilters, paging: shared.Paging
-) -> tuple[list[CategoryRecord], int]:
+) -> tuple[list[Category], int]:
     """One page of the categories that match the filters, and how many match in all."""
-    return shared.list_page(
-        session, CATEGORIES, where=filters.where(), paging=paging, record=CategoryRecord._make
-    )
+    return shared.list_page(session, select(Category), where=filters.where(), paging=paging)
 
 
 def sort_keys(requested: Sequence[tuple[str, bool]]) -> list[shared.SortKey]:
     return shared.sort_keys(RESOURCE, requested)
 
 
-def create_category(session: Session, *, values: Mapping[str, Any]) -> CategoryRecord:
-    row = shared.insert_row(session, RESOURCE, values, conflicts=_conflicts(values))
-    return CategoryRecord._make(row)
+def create_category(session: Session, *, values: Mapping[str, Any]) -> Category:
+    category = Category(**values)
+    session.add(category)
+    shared.flush(session, Category, _conflicts(values))
+    return category
 
 
 def update_category(
@@ -77,8 +65,8 @@ def update_category(
     *,
     changes: Mapping[str, Any],
     expected_versions: Collection[int] | None = None,
-) -> CategoryRecord:
-    row = shared.update_row(
+) -> Category:
+    category: Category = shared.update_one(
         session,
         RESOURCE,
         category_id,
@@ -86,7 +74,7 @@ def update_category(
         expected_versions=expected_versions,
         conflicts=_conflicts(changes),
     )
-    return CategoryRecord._make(row)
+    return category
 
 
 def delete_category(
@@ -96,17 +84,10 @@ def delete_category(
     so a product assigned to it meanwhile is never left naming a missing category."""
 
     def in_use() -> CategoryInUse:
-        # The delete was refused and rolled back; this only says how many products name it.
-        named = (
-            select(func.count()).select_from(PRODUCTS).where(PRODUCTS.c.category_id == category_id)
-        )
-        with shared.reading(session):
-            return CategoryInUse(category_id, session.execute(named).scalar_one())
+        # The delete was refused; this only says how many products name it.
+        named = select(func.count()).where(Product.category_id == category_id)
+        return CategoryInUse(category_id, session.execute(named).scalar_one())
 
-    shared.delete_row(
-        session,
-        RESOURCE,
-        category_id,
-        expected_versions=expected_versions,
-        conflicts={CATEGORY_CONSTRAINT: in_use},
+    shared.delete_one(
+        session, RESOURCE, category_id, expected_versions=expected_versions, in_use=in_use
     )

@@ -185,7 +185,9 @@ class IdempotencyKeyReused(CatalogError):
     title = "Idempotency key reused"
 
     def __init__(self) -> None:
-        super().__init__(
+        message = (
             "This Idempotency-Key was used for a different request (method, path or body);"
             " use a new key for a new request"
         )
+        error = {"loc": ["header", "Idempotency-Key"], "msg": message, "type": "key_reused"}
+        super().__init__(message, errors=[error])

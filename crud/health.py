@@ -8,7 +8,6 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.orm import Session
 
 from config import PROJECT_DIR
-from crud.shared import reading
 
 
 @cache
@@ -20,5 +19,4 @@ def required_revision() -> str | None:
 
 def schema_revision(session: Session) -> str | None:
     """The migration the database is at (None: never migrated); raises if it cannot answer."""
-    with reading(session):
-        return MigrationContext.configure(session.connection()).get_current_revision()
+    return MigrationContext.configure(session.connection()).get_current_revision()

@@ -1,29 +1,23 @@
-"""What the crud of every resource is made of: one transaction per write, constraints mapped
-to domain errors, single-row reads and guarded writes, and filtered, sorted, paged listings.
+"""What the crud of both resources shares: constraints mapped to domain errors, the If-Match
+compare-and-set, and filtered, sorted, paged listings.
 
-A resource brings only data (a `Resource`: its table, its error for a missing row, its
-sortable columns) and its filters; its module names what its rows are and what its
-constraints mean.
+A resource brings only data (its model, its error for a missing row, its sortable columns, what
+its constraints mean) and its filters. Nothing here commits: the request's session dependency
+does (dependencies/database.py).
 """
 
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
-    Executable,
     ForeignKeyConstraint,
-    Row,
     Select,
     Table,
-    Update,
     and_,
-    bindparam,
     delete,
     func,
-    insert,
     literal,
     or_,
     select,
@@ -31,29 +25,15 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import KeyedColumnElement
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from crud.errors import CatalogError, NotFound, StaleVersion
+from models.base import Base
 
-R = TypeVar("R")
+M = TypeVar("M", bound=Base)
 
 # A resource's constraints by name, each with the domain error its violation means.
 Conflicts = Mapping[str, Callable[[], CatalogError]]
-
-# The conventional parameters of a guarded write: which row, and (If-Match) which versions.
-ROW_ID = "row_id"
-VERSIONS = "versions"
-
-
-def by_id(table: Table) -> ColumnElement[bool]:
-    """`id = :row_id`, the predicate every read and write of one row is built on."""
-    return table.c.id == bindparam(ROW_ID)
-
-
-def version_guard(table: Table) -> ColumnElement[bool]:
-    """If-Match: `version IN (...)`, one expanding parameter whatever the number of ETags."""
-    return table.c.version.in_(bindparam(VERSIONS, expanding=True))
 
 
 def violated_constraint(exc: IntegrityError, table: Table) -> str | None:
@@ -93,211 +73,116 @@ def _foreign_keys_touching(table: Table) -> list[ForeignKeyConstraint]:
     ]
 
 
-# Set while a request keeps its answer with its write (`crud.idempotency`): the crud functions
-# it calls leave their commit to it, and it commits the write and the answer together.
-_COMMIT_DEFERRED = "catalog.commit_deferred"
+def as_domain_error(exc: IntegrityError, model: type[Base], conflicts: Conflicts) -> Exception:
+    """The domain error a violated constraint means, or the database's own error."""
+    error = conflicts.get(violated_constraint(exc, model.__table__) or "")  # type: ignore[arg-type]
+    return error() if error is not None else exc
 
 
-def commit(session: Session) -> None:
-    """End the session's transaction with a commit, unless its owner will (`commit_deferred`)."""
-    if not session.info.get(_COMMIT_DEFERRED):
-        session.commit()
-
-
-@contextmanager
-def commit_deferred(session: Session) -> Iterator[None]:
-    """Within the block, `transaction()` and `reading()` do not commit: whoever opened it does,
-    once, for everything the block wrote. Rollbacks are not deferred: an error still undoes it."""
-    session.info[_COMMIT_DEFERRED] = True
+def flush(session: Session, model: type[Base], conflicts: Conflicts) -> None:
+    """Send what the session holds (to learn generated ids); a violated constraint named in
+    `conflicts` becomes that domain error."""
     try:
-        yield
-    finally:
-        del session.info[_COMMIT_DEFERRED]
-
-
-@contextmanager
-def transaction(
-    session: Session,
-    table: Table,
-    *,
-    conflicts: Conflicts | None = None,
-) -> Iterator[None]:
-    """Commit what the block wrote, or roll all of it back.
-
-    The session's transaction began with the block's first statement (the write engine runs
-    every session in one), so the block is atomic however many statements it makes. A
-    violated constraint named in `conflicts` becomes that domain error.
-    """
-    try:
-        yield
-        commit(session)
+        session.flush()
     except IntegrityError as exc:
-        session.rollback()
-        error = (conflicts or {}).get(violated_constraint(exc, table) or "")
-        if error is not None:
-            raise error() from exc
-        raise
-    except Exception:
-        session.rollback()
-        raise
+        raise as_domain_error(exc, model, conflicts) from exc
 
 
+@dataclass(frozen=True)
 class Resource:
-    """A table as crud reads and writes its rows one at a time: the statements, built once
-    with bound parameters and reused, the columns a listing may sort by, and the error for
-    a row that does not exist."""
+    """What a resource's rows share: its model, the error for a missing row, and the columns a
+    listing may sort by (user text never reaches SQL as text)."""
 
-    def __init__(self, table: Table, *, not_found: type[NotFound], sortable: Sequence[str]) -> None:
-        self.table = table
-        self.not_found = not_found
-        # The only columns a client can sort by: user text never reaches SQL as text.
-        self.sortable = {field: table.c[field] for field in sortable}
-        self.by_id = by_id(table)
-        self._version_guard = version_guard(table)
-        self.next_version = table.c.version + 1
-        self.read = select(*table.c).where(self.by_id)
-        self.insert = insert(table).returning(*table.c)
-        self.delete = {
-            guarded: self.guarded(delete(table).where(self.by_id), guarded).returning(table.c.id)
-            for guarded in (False, True)
-        }
-        self._updates: dict[tuple[tuple[str, ...], bool], Update] = {}
-
-    def guarded(self, statement: Any, guarded: bool) -> Any:
-        """`statement`, with the If-Match guard when `guarded`."""
-        return statement.where(self._version_guard) if guarded else statement
-
-    def update(self, fields: tuple[str, ...], guarded: bool) -> Update:
-        """`UPDATE ... SET <fields>, version = version + 1 WHERE id = :row_id [AND If-Match]
-        RETURNING *`, one per set of fields (a handful: a subset of the table's columns)."""
-        statement = self._updates.get((fields, guarded))
-        if statement is None:
-            # Parameters named `new_<field>`: SQLAlchemy reserves the column names for SET.
-            assignments = {
-                field: bindparam(f"new_{field}", type_=self.table.c[field].type) for field in fields
-            }
-            values = {**assignments, "version": self.next_version}
-            statement = self.guarded(update(self.table).where(self.by_id).values(values), guarded)
-            statement = self._updates[(fields, guarded)] = statement.returning(*self.table.c)
-        return statement
+    model: type[Base]
+    not_found: type[NotFound]
+    sortable: Mapping[str, InstrumentedAttribute[Any]]
 
 
-def explain_no_match(session: Session, resource: Resource, row_id: int) -> NoReturn:
-    """A guarded write matched no row: either there is none, or If-Match named old versions."""
-    table = resource.table
-    current = session.execute(
-        select(table.c.version).where(table.c.id == row_id)
-    ).scalar_one_or_none()
-    if current is None:
-        raise resource.not_found(row_id)
-    raise StaleVersion(resource.not_found.resource, row_id, current)
-
-
-def write_one(
-    session: Session,
-    table: Table,
-    statement: Executable,
-    parameters: Mapping[str, Any],
-    *,
-    row_id: int,
-    expected_versions: Collection[int] | None,
-    explain: Callable[[], NoReturn],
-    conflicts: Conflicts | None = None,
-) -> Row[Any]:
-    """Run one guarded UPDATE/DELETE ... RETURNING on one row and commit it.
-
-    Its WHERE clause carries every condition (the If-Match versions, the resource's own
-    rules): the database checks and writes in one step, so concurrent callers cannot slip
-    between a check and a write. When it matched nothing, `explain` raises the reason.
-    """
-    values = {ROW_ID: row_id, **parameters}
-    if expected_versions is not None:
-        values[VERSIONS] = list(expected_versions)
-    with transaction(session, table, conflicts=conflicts):
-        row = session.execute(statement, values).one_or_none()
-        if row is None:
-            session.rollback()
-            explain()
-    return row
-
-
-@contextmanager
-def reading(session: Session) -> Iterator[Session]:
-    """A few reads; their transaction (if the bind has one) ends here, in the route, so the
-    session dependency closes the session without another round trip."""
-    yield session
-    commit(session)
-
-
-def read_row(session: Session, resource: Resource, row_id: int) -> Row[Any]:
-    """One row; `resource.not_found` if there is none."""
-    with reading(session):
-        row = session.execute(resource.read, {ROW_ID: row_id}).one_or_none()
+def get_one(session: Session, resource: Resource, row_id: int, **options: Any) -> Any:
+    """One row by id (`session.get`); `resource.not_found` if there is none."""
+    row = session.get(resource.model, row_id, **options)
     if row is None:
         raise resource.not_found(row_id)
     return row
 
 
-def insert_row(
-    session: Session,
-    resource: Resource,
-    values: Mapping[str, Any],
-    *,
-    conflicts: Conflicts | None = None,
-) -> Row[Any]:
-    """`INSERT ... RETURNING *`, committed; a violated constraint becomes its `conflicts` error."""
-    with transaction(session, resource.table, conflicts=conflicts):
-        return session.execute(resource.insert, dict(values)).one()
+def _explain_no_match(session: Session, resource: Resource, row_id: int) -> NoReturn:
+    """A guarded write matched no row: either there is none, or If-Match named old versions."""
+    model: Any = resource.model
+    current = session.scalar(select(model.version).where(model.id == row_id))
+    if current is None:
+        raise resource.not_found(row_id)
+    raise StaleVersion(resource.not_found.resource, row_id, current)
 
 
-def update_row(
+def _guarded(statement: Any, model: Any, row_id: int, versions: Collection[int] | None) -> Any:
+    """`statement` on the row `row_id`, and (If-Match) only at one of `versions`."""
+    statement = statement.where(model.id == row_id)
+    return statement if versions is None else statement.where(model.version.in_(versions))
+
+
+def update_one(
     session: Session,
     resource: Resource,
     row_id: int,
     *,
     changes: Mapping[str, Any],
     expected_versions: Collection[int] | None,
-    conflicts: Conflicts | None = None,
-) -> Row[Any]:
-    """Apply `changes` (and version + 1) in one guarded `UPDATE ... RETURNING *`; no change
-    is no write, but still a 404 or a 412 when the row or its version say so."""
+    conflicts: Conflicts,
+    where: Sequence[ColumnElement[bool]] = (),
+    explain: Callable[[], NoReturn] | None = None,
+) -> Any:
+    """Apply `changes` and version + 1 in one `UPDATE ... WHERE ... RETURNING`: the database
+    checks and writes in one step (the If-Match versions, and any rule in `where`), so
+    concurrent writers cannot slip between a check and a write. When it matches nothing,
+    `explain` (by default: no such row, or a stale version) raises the reason.
+
+    No change is no write, but still a 404 or a 412 when the row or its version say so.
+    """
+    model: Any = resource.model
     if not changes:
-        current = read_row(session, resource, row_id)
+        current = get_one(session, resource, row_id)
         if expected_versions is not None and current.version not in expected_versions:
             raise StaleVersion(resource.not_found.resource, row_id, current.version)
         return current
-    fields = tuple(sorted(changes))
-    return write_one(
-        session,
-        resource.table,
-        resource.update(fields, expected_versions is not None),
-        {f"new_{field}": changes[field] for field in fields},
-        row_id=row_id,
-        expected_versions=expected_versions,
-        explain=lambda: explain_no_match(session, resource, row_id),
-        conflicts=conflicts,
+    statement = (
+        _guarded(update(model), model, row_id, expected_versions)
+        .where(*where)
+        .values(**changes, version=model.version + 1)
+        .returning(model)
+        .execution_options(populate_existing=True)
     )
+    try:
+        row = session.scalars(statement).one_or_none()
+    except IntegrityError as exc:
+        raise as_domain_error(exc, model, conflicts) from exc
+    if row is None:
+        (explain or (lambda: _explain_no_match(session, resource, row_id)))()
+    return row
 
 
-def delete_row(
+def delete_one(
     session: Session,
     resource: Resource,
     row_id: int,
     *,
     expected_versions: Collection[int] | None,
-    conflicts: Conflicts | None = None,
+    in_use: Callable[[], CatalogError] | None = None,
 ) -> None:
-    """One guarded `DELETE ... RETURNING id`, committed."""
-    write_one(
-        session,
-        resource.table,
-        resource.delete[expected_versions is not None],
-        {},
-        row_id=row_id,
-        expected_versions=expected_versions,
-        explain=lambda: explain_no_match(session, resource, row_id),
-        conflicts=conflicts,
-    )
+    """One guarded `DELETE ... RETURNING id`. A foreign key that refuses it (another row still
+    names this one) is `in_use()`, asked in a savepoint so its transaction can still ask why."""
+    model: Any = resource.model
+    statement = _guarded(delete(model), model, row_id, expected_versions).returning(model.id)
+    if in_use is None:
+        deleted = session.scalar(statement)
+    else:
+        try:
+            with session.begin_nested():
+                deleted = session.scalar(statement)
+        except IntegrityError as exc:
+            raise in_use() from exc
+    if deleted is None:
+        _explain_no_match(session, resource, row_id)
 
 
 # Listings --------------------------------------------------------------------------------
@@ -305,7 +190,7 @@ def delete_row(
 
 @dataclass(frozen=True)
 class SortKey:
-    column: KeyedColumnElement[Any]
+    column: InstrumentedAttribute[Any]
     descending: bool
 
     @property
@@ -358,37 +243,25 @@ class Paging:
 
 
 def list_page(
-    session: Session,
-    table: Table,
-    *,
-    where: Sequence[ColumnElement[bool]],
-    paging: Paging,
-    record: Callable[[Sequence[Any]], R],
-    rows: Select[Any] | None = None,
-) -> tuple[list[R], int]:
-    """One page of `table`'s rows, each made a `record`, and how many rows match `where` in all.
-
-    `rows` is what a row of the page is: `table`'s columns unless the resource selects more
-    (an ORM entity with what it eagerly loads); `record` gets each row's selected items.
-    """
+    session: Session, rows: Select[Any], *, where: Sequence[ColumnElement[bool]], paging: Paging
+) -> tuple[list[Any], int]:
+    """One page of the entities `rows` selects, and how many match `where` in all."""
     keys, after, skip, limit = paging.keys, paging.after, paging.skip, paging.limit
-    page = (select(*table.c) if rows is None else rows).where(*where)
+    page = rows.where(*where)
     if after is not None:
         page = page.where(_after(keys, after))
     page = page.order_by(*(key.column.desc() if key.descending else key.column for key in keys))
     page = page.limit(limit)
-    count = select(func.count()).select_from(table).where(*where)
-    with reading(session):
-        if skip:
-            # An offset page: with an extra column PostgreSQL would project every skipped row
-            # (bench/README.md, "Listing"), so the count is a query of its own.
-            found = session.execute(page.offset(skip)).all()
-            return [record(row) for row in found], session.execute(count).scalar_one()
-        # First and cursor pages: the count rides along as an uncorrelated scalar subquery,
-        # evaluated once: one statement, one round trip, page and total from one snapshot.
-        found = session.execute(page.add_columns(count.scalar_subquery().label("total"))).all()
-        if found:
-            return [record(row[:-1]) for row in found], found[0].total
-        if after is None:
-            return [], 0  # the first page is empty: nothing matches
-        return [], session.execute(count).scalar_one()  # a cursor past the end
+    count = select(func.count()).select_from(rows.get_final_froms()[0]).where(*where)
+    if skip:
+        # An offset page: with an extra column PostgreSQL would project every skipped row
+        # (bench/README.md, "Listing"), so the count is a query of its own.
+        return list(session.scalars(page.offset(skip))), session.execute(count).scalar_one()
+    # First and cursor pages: the count rides along as an uncorrelated scalar subquery,
+    # evaluated once: one statement, one round trip, page and total from one snapshot.
+    found = session.execute(page.add_columns(count.scalar_subquery().label("total"))).all()
+    if found:
+        return [row[0] for row in found], found[0].total
+    if after is None:
+        return [], 0  # the first page is empty: nothing matches
+    return [], session.execute(count).scalar_one()  # a cursor past the end

@@ -207,8 +207,8 @@ def build_monitor(settings: Settings) -> ReplicaMonitor | None:
         return None
     one_connection = settings.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0})
     return ReplicaMonitor(
-        build_engine(settings.database_url, one_connection, for_reads=True),
-        build_engine(settings.database_read_url, one_connection, for_reads=True),
+        build_engine(settings.database_url, one_connection, autocommit=True),
+        build_engine(settings.database_read_url, one_connection, autocommit=True),
         max_lag_s=settings.db_replica_max_lag_s,
         interval_s=settings.db_replica_check_interval_s,
     )

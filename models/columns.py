@@ -22,20 +22,26 @@ def _created_at(context: DefaultExecutionContext) -> datetime:
     return created
 
 
-class _SQLiteUTCDateTime(TypeDecorator[datetime]):
-    """SQLite stores no time zone: its timestamps (all written in UTC) come back marked UTC."""
+class _UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that comes back as a UTC datetime, whatever the time zone of the server,
+    database or role: PostgreSQL's timestamptz arrives in the session's time zone, SQLite
+    stores none (every value is written in UTC). The schemas then write RFC 3339 with "Z"."""
 
     impl = DateTime
     cache_ok = True
 
+    @property
+    def python_type(self) -> type[datetime]:
+        return datetime
+
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        return None if value is None else value.replace(tzinfo=UTC)
+        if value is None:
+            return None
+        moment: datetime = value
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-# PostgreSQL's timestamptz needs no processing: every transaction of the service runs in the UTC
-# time zone (database.engine), so values arrive as UTC datetimes, ready to be written with "Z".
-UTCDateTime = DateTime(timezone=True).with_variant(_SQLiteUTCDateTime(), "sqlite")
-
+UTCDateTime = _UTCDateTime(timezone=True)
 # Stamped by the service (microseconds, UTC) so both databases store one comparable format;
 # SQLite's CURRENT_TIMESTAMP has whole seconds in another text layout, which would break
 # keyset paging on ties. The server default still covers rows written by hand.

@@ -140,9 +140,8 @@ CategoryId = Annotated[
     ),
     BeforeValidator(_integral),
 ]
-# Timestamps reach the response as UTC datetimes (models.columns: every PostgreSQL transaction's
-# time zone is UTC, SQLite's naive values are marked UTC), which pydantic writes as RFC 3339
-# with "Z" by itself, in Rust: no Python call per value.
+# Timestamps reach the response as UTC datetimes (models.columns.UTCDateTime), which pydantic
+# writes as RFC 3339 with "Z" by itself.
 Timestamp = Annotated[datetime, WithJsonSchema({"type": "string", "format": "date-time"})]
 
 

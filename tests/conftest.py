@@ -71,9 +71,12 @@ def db(connection: Connection) -> Iterator[Session]:
 @pytest.fixture
 def client(connection: Connection) -> Iterator[TestClient]:
     def override() -> Iterator[Session]:
+        # dependencies.database's generator, on a session joined to the test's transaction:
+        # its commit releases a savepoint, and the test's rollback undoes everything.
         session = _joined_session(connection)
         try:
             yield session
+            session.commit()
         except Exception:
             session.rollback()
             raise

@@ -1,16 +1,14 @@
 """The session dependency: one session per request, closed always, rolled back on error."""
 
-from collections.abc import AsyncGenerator, Iterator
-from types import SimpleNamespace
-from typing import Any
+from collections.abc import Iterator
 
-import anyio
 import pytest
 from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 import dependencies.database as database_dependency
 from database.session import SessionLocal
+from dependencies.database import get_database_session
 from models import Product
 
 
@@ -22,7 +20,7 @@ def test_session_factory(
     factory = sessionmaker(bind=connection, join_transaction_mode="create_savepoint")
     created: list[Session] = []
 
-    def session_local(**_options: object) -> Session:  # bind=: the test's connection instead
+    def session_local() -> Session:
         session = factory()
         created.append(session)
         return session
@@ -31,52 +29,37 @@ def test_session_factory(
     yield created
 
 
-def _request() -> Any:
-    return SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace()))
-
-
 def _count(connection: Connection) -> int:
     return connection.scalar(select(func.count()).select_from(Product)) or 0
 
 
-def _dependency() -> AsyncGenerator[Session, None]:
-    return database_dependency.get_database_session(_request())  # type: ignore[return-value]
-
-
-def test_each_call_yields_a_new_session_that_is_closed_afterwards(
-    test_session_factory: list[Session],
+def test_each_call_yields_a_new_session_that_is_committed_and_closed_afterwards(
+    test_session_factory: list[Session], connection: Connection
 ) -> None:
-    async def scenario() -> tuple[Session, Session]:
-        first, second = _dependency(), _dependency()
-        session_a, session_b = await anext(first), await anext(second)
-        session_a.execute(select(1))
-        assert session_a.in_transaction()
-        for generator in (first, second):
-            with pytest.raises(StopAsyncIteration):
-                await anext(generator)
-        return session_a, session_b
-
-    session_a, session_b = anyio.run(scenario)
+    first, second = get_database_session(), get_database_session()
+    session_a, session_b = next(first), next(second)
+    session_a.add(Product(name="Kept", price=1))
+    session_a.flush()
+    for generator in (first, second):
+        with pytest.raises(StopIteration):
+            next(generator)
 
     assert session_a is not session_b
     assert not session_a.in_transaction()
     assert test_session_factory == [session_a, session_b]
+    assert _count(connection) == 1  # committed (its savepoint released into the test's)
 
 
 def test_error_in_the_request_rolls_back_and_closes(
     test_session_factory: list[Session], connection: Connection
 ) -> None:
-    async def scenario() -> Session:
-        dependency = _dependency()
-        session = await anext(dependency)
-        session.add(Product(name="Half-done", price=1))
-        session.flush()
-        assert _count(connection) == 1
-        with pytest.raises(RuntimeError):
-            await dependency.athrow(RuntimeError("the route failed"))
-        return session
-
-    session = anyio.run(scenario)
+    dependency = get_database_session()
+    session = next(dependency)
+    session.add(Product(name="Half-done", price=1))
+    session.flush()
+    assert _count(connection) == 1
+    with pytest.raises(RuntimeError):
+        dependency.throw(RuntimeError("the route failed"))
 
     assert _count(connection) == 0
     assert not session.in_transaction()

@@ -11,9 +11,9 @@ from pydantic import TypeAdapter
 
 import crud.categories as crud
 from api import openapi, responses
-from api.idempotency import idempotent
+from api.idempotency import IdempotencyDep
 from api.pagination import page_response
-from api.routing import EventLoopRoute, update_routes
+from api.routing import update_routes
 from dependencies.conditional import IfMatch, IfNoneMatch, none_match_versions
 from dependencies.database import ReadSessionDep, SessionDep
 from dependencies.writes import JSON_WRITE, WRITE
@@ -21,8 +21,7 @@ from models.product import INT4_MAX
 from schemas.category import CategoryCreate, CategoryRead, CategoryUpdate
 from schemas.listing import CategoryQuery
 
-# Opt-in, as for products: these routes block on nothing but their session.
-router = APIRouter(prefix="/categories", tags=["categories"], route_class=EventLoopRoute)
+router = APIRouter(prefix="/categories", tags=["categories"])
 
 DUPLICATE_NAME = {409: "Conflict: a category of this name (ignoring case) exists."}
 CategoryId = Annotated[int, Path(ge=1, le=INT4_MAX, description="The category's id.")]
@@ -51,12 +50,13 @@ def list_categories(
     dependencies=JSON_WRITE,
     responses=openapi.create_responses(DUPLICATE_NAME),
 )
-@idempotent
-def create_category(request: Request, payload: CategoryCreate, db: SessionDep) -> Response:
+def create_category(
+    request: Request, payload: CategoryCreate, db: SessionDep, idempotency: IdempotencyDep
+) -> Response:
     """Create a category."""
     category = crud.create_category(db, values=payload.model_dump())
-    return responses.created(
-        request, CategoryRead, category, "read_category", category_id=category.id
+    return idempotency.keep(
+        responses.created(request, CategoryRead, category, "read_category", category_id=category.id)
     )
 
 
@@ -68,7 +68,7 @@ def read_category(
 ) -> Response:
     """Read one category."""
     not_modified_at = none_match_versions(if_none_match)
-    return responses.current(CategoryRead, crud.read_category(db, category_id), not_modified_at)
+    return responses.current(CategoryRead, crud.get_category(db, category_id), not_modified_at)
 
 
 @update_routes(

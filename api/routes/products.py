@@ -7,7 +7,7 @@ from pydantic import TypeAdapter
 
 import crud.products as crud
 from api import responses
-from api.idempotency import idempotent
+from api.idempotency import IdempotencyDep
 from api.openapi import (
     create_responses,
     delete_responses,
@@ -17,7 +17,7 @@ from api.openapi import (
     update_responses,
 )
 from api.pagination import page_response
-from api.routing import EventLoopRoute, update_routes
+from api.routing import update_routes
 from dependencies.conditional import IfMatch, IfNoneMatch, none_match_versions
 from dependencies.database import ReadSessionDep, SessionDep
 from dependencies.writes import JSON_WRITE, WRITE
@@ -32,9 +32,7 @@ from schemas.product import (
     StockChange,
 )
 
-# Opt-in: these routes block on nothing but their session, so they may run on the event loop
-# (api/routing.py says how, and the one rule they keep).
-router = APIRouter(prefix="/products", tags=["products"], route_class=EventLoopRoute)
+router = APIRouter(prefix="/products", tags=["products"])
 
 CONFLICT = {409: "Conflict: the sku is taken, or the stock would go outside its range."}
 UPDATE_RESPONSES = update_responses("product", CONFLICT)
@@ -76,11 +74,14 @@ def list_products(
     dependencies=JSON_WRITE,
     responses=create_responses(CONFLICT),
 )
-@idempotent
-def create_product(request: Request, payload: ProductCreate, db: SessionDep) -> Response:
+def create_product(
+    request: Request, payload: ProductCreate, db: SessionDep, idempotency: IdempotencyDep
+) -> Response:
     """Create a product."""
     product = crud.create_product(db, values=payload.model_dump())
-    return responses.created(request, ProductFields, product, "read_product", product_id=product.id)
+    return idempotency.keep(
+        responses.created(request, ProductFields, product, "read_product", product_id=product.id)
+    )
 
 
 @router.post(
@@ -93,11 +94,12 @@ def create_product(request: Request, payload: ProductCreate, db: SessionDep) -> 
         **problem_responses(400, 401, 409, 413, 415, 422, 503, why=CONFLICT),
     },
 )
-@idempotent
-def create_products(payload: Annotated[ProductBatch, Body()], db: SessionDep) -> Response:
+def create_products(
+    payload: Annotated[ProductBatch, Body()], db: SessionDep, idempotency: IdempotencyDep
+) -> Response:
     """Create 1 to 1000 products at once: all of them, or none."""
     products = crud.create_products(db, rows=[item.model_dump() for item in payload])
-    return responses.many(_product_list, products, status_code=201)
+    return idempotency.keep(responses.many(_product_list, products, status_code=201))
 
 
 @router.get("/{product_id:int}", response_model=ProductRead, responses=read_responses("product"))
@@ -109,7 +111,7 @@ def read_product(
 ) -> Response:
     """Read one product."""
     not_modified_at = none_match_versions(if_none_match)
-    product = crud.read_product(db, product_id, with_category=expand == "category")
+    product = crud.get_product(db, product_id, with_category=expand == "category")
     schema = ProductRead if expand == "category" else ProductFields
     return responses.current(schema, product, not_modified_at)
 
@@ -148,10 +150,13 @@ def delete_product(product_id: ProductId, db: SessionDep, if_match: IfMatch) -> 
     dependencies=JSON_WRITE,
     responses=UPDATE_RESPONSES,
 )
-@idempotent
 def change_stock(
-    product_id: ProductId, payload: StockChange, db: SessionDep, if_match: IfMatch
+    product_id: ProductId,
+    payload: StockChange,
+    db: SessionDep,
+    if_match: IfMatch,
+    idempotency: IdempotencyDep,
 ) -> Response:
     """Add `delta` to the quantity atomically; 409 if the result would be out of range."""
     product = crud.change_stock(db, product_id, delta=payload.delta, expected_versions=if_match)
-    return responses.one(ProductFields, product)
+    return idempotency.keep(responses.one(ProductFields, product))

@@ -104,7 +104,7 @@ def positions(monkeypatch: pytest.MonkeyPatch) -> list[int | Exception]:
     """What the primary answers when asked for its WAL position, in turn; each ask is logged."""
     answers: list[int | Exception] = []
 
-    async def primary_wal_position(_request: Request) -> int:
+    def primary_wal_position() -> int:
         answer = answers.pop(0)
         if isinstance(answer, Exception):
             raise answer

@@ -67,7 +67,7 @@ def test_unexpected_exception_is_500_problem_without_internals_and_logged(
     def explode(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("SELECT secret FROM products -- internal detail")
 
-    monkeypatch.setattr(crud.products, "read_product", explode)
+    monkeypatch.setattr(crud.products, "get_product", explode)
     quiet_client = TestClient(app, raise_server_exceptions=False)
 
     with caplog.at_level(logging.ERROR, logger="catalog.errors"):

@@ -19,9 +19,10 @@ import crud.idempotency
 import crud.products
 from config import get_settings
 from crud.idempotency import KEYS, KeyedRequest, purge_expired
-from crud.products import PRODUCTS
 from dependencies.access import ANYONE
-from models import Category
+from models import Category, Product
+
+PRODUCTS = Product.__table__
 
 MakeProduct = Callable[..., dict[str, Any]]
 API_KEYS = ["first-key-0123456789", "second-key-abcdefghij"]

@@ -1,22 +1,20 @@
 """Request hygiene: JSON bodies only, bounded bodies, request ids, access logs and metrics."""
 
-import asyncio
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Iterator
-from typing import Annotated, Any
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
+from sqlalchemy import create_engine, text
 
-import dependencies.database as database_dependency
 from api.logs import JsonFormatter, TextFormatter
 from api.problems import install_problem_handlers
-from config import Settings
-from database.engine import engine
 
 ONE_MIB = 1024 * 1024
 
@@ -145,7 +143,7 @@ def test_unexpected_error_500_carries_the_request_id(
     def explode(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(crud.products, "read_product", explode)
+    monkeypatch.setattr(crud.products, "get_product", explode)
 
     response = client.get("/products/1", headers={"X-Request-ID": "req-500"})
 
@@ -266,53 +264,25 @@ def test_no_route_label_is_a_raw_path(client: TestClient) -> None:
     }
 
 
-def test_no_free_connection_within_pool_timeout_is_503(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(database_dependency, "get_settings", lambda: Settings(db_pool_timeout=0.2))
+def test_no_free_connection_within_pool_timeout_is_503(tmp_path: Path) -> None:
+    pool = create_engine(
+        f"sqlite:///{tmp_path / 'pool.db'}", pool_size=1, max_overflow=0, pool_timeout=0.2
+    )
     probe = FastAPI()
     install_problem_handlers(probe)
 
-    async def slot(request: Request) -> AsyncIterator[None]:
-        slots = await database_dependency.take_database_slot(request)
-        try:
-            yield
-        finally:
-            slots.release()
-
     @probe.get("/needs-db")
-    async def needs_db(_slot: Annotated[None, Depends(slot)]) -> dict[str, str]:
+    def needs_db() -> dict[str, str]:
+        with pool.connect() as connection:
+            connection.execute(text("SELECT 1"))
         return {}
 
-    probe.state.database_slots = {engine: asyncio.Semaphore(1)}
     with TestClient(probe) as test_client:
         assert test_client.get("/needs-db").status_code == 200
-        probe.state.database_slots = {engine: asyncio.Semaphore(0)}  # every connection is taken
-        response = test_client.get("/needs-db")
+        with pool.connect():  # every connection is taken
+            response = test_client.get("/needs-db")
+    pool.dispose()
 
     assert response.status_code == 503
     assert response.headers["retry-after"]
     assert response.headers["content-type"] == "application/problem+json"
-
-
-def test_a_full_pool_queues_in_every_event_loop_that_serves_the_app(client: TestClient) -> None:
-    """An asyncio.Semaphore belongs to the first event loop that waits on it; the app's pool
-    slots must not outlive the serving run that made them (a second TestClient, an embedding)."""
-
-    async def contend() -> None:
-        # Take every slot, queue one more request, free a slot: the queued one gets it.
-        request = Request({"type": "http", "app": client.app, "headers": []})
-        taken = [
-            await database_dependency.take_database_slot(request)
-            for _ in range(database_dependency.database_capacity())
-        ]
-        waiting = asyncio.ensure_future(database_dependency.take_database_slot(request))
-        await asyncio.sleep(0)
-        taken.pop().release()
-        taken.append(await asyncio.wait_for(waiting, 1))
-        for slots in taken:
-            slots.release()
-
-    assert client.portal is not None
-    client.portal.call(contend)  # the slots' semaphore now belongs to this loop
-    with TestClient(client.app) as second:  # a new serving run: a new event loop
-        assert second.portal is not None
-        second.portal.call(contend)

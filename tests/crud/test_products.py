@@ -11,7 +11,7 @@ from crud.errors import DuplicateSku, ProductNotFound, StaleVersion
 from models import Product
 
 
-def _create(db: Session, **values: object) -> crud.ProductRecord:
+def _create(db: Session, **values: object) -> Product:
     return crud.create_product(db, values={"name": "Lamp", "price": Decimal("12.50"), **values})
 
 
@@ -30,11 +30,13 @@ def test_create_product_commits_and_returns_server_set_columns(db: Session) -> N
     assert not db.in_nested_transaction()
 
 
-def test_duplicate_sku_raises_and_leaves_the_session_usable(db: Session) -> None:
+def test_duplicate_sku_raises_and_the_request_rollback_keeps_the_first(db: Session) -> None:
     _create(db, sku="LAMP-1")
+    db.commit()
 
     with pytest.raises(DuplicateSku):
         _create(db, sku="LAMP-1")
+    db.rollback()  # what the request's session dependency does with the error
 
     assert _count(db) == 1
     assert _create(db, sku="LAMP-2").sku == "LAMP-2"
@@ -59,7 +61,7 @@ def test_update_with_stale_version_raises_and_changes_nothing(db: Session) -> No
         crud.update_product(db, product.id, changes={"quantity": 9}, expected_versions={1})
 
     assert raised.value.extra == {"current_version": 2}
-    assert crud.read_product(db, product.id).quantity == 3
+    assert crud.get_product(db, product.id).quantity == 3
 
 
 def test_update_of_missing_product_raises_not_found(db: Session) -> None:
@@ -74,7 +76,7 @@ def test_update_to_taken_sku_raises_duplicate(db: Session) -> None:
     with pytest.raises(DuplicateSku):
         crud.update_product(db, product.id, changes={"sku": "A"})
 
-    assert crud.read_product(db, product.id).sku == "B"
+    assert crud.get_product(db, product.id).sku == "B"
 
 
 def test_delete_removes_the_row(db: Session) -> None:

@@ -1,37 +1,38 @@
-"""Writes are atomic by construction, on the engines the service really runs with.
+"""A request's writes are one transaction, on the engines the service really runs with.
 
-`database.engine.build_engine` and `build_read_engine` are what `database.engine` builds the
-service's `engine` and `read_engine` with; these tests build them the same way on a database of
-their own (they commit) and check what reaches the server.
+The request's session dependency (`dependencies.database.get_database_session`) commits when
+the request succeeded and rolls back on any error; crud never commits. These tests run that
+generator on engines built as `database.engine` builds the service's, on a database of their
+own (they commit), and check what reaches the server.
 """
 
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, insert, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session, sessionmaker
 
 import crud.products as crud
+import dependencies.database
 from config import Settings
-from crud import shared
-from crud.errors import DuplicateSkuInBatch
-from database.engine import build_engine, build_read_engine
-from database.session import SessionLocal
+from crud.errors import DuplicateSku, DuplicateSkuInBatch
+from database.engine import build_engine
+from models import Product
 from tests.databases import ON_POSTGRES, fresh_postgres_database, upgrade
+
+RequestSession = Callable[[], AbstractContextManager[Session]]
 
 
 @pytest.fixture(scope="module")
 def service_engine() -> Iterator[Engine]:
     """An engine built as the service builds its own, on a database of its own."""
     if not ON_POSTGRES:
-        # A file, not memory: the check below reads through a second connection.
-        import tempfile
-
+        # A file, not memory: the checks read through a second connection.
         with tempfile.TemporaryDirectory() as directory:
-            url = f"sqlite:///{directory}/transactions.db"
-            yield from _migrated(url)
+            yield from _migrated(f"sqlite:///{directory}/transactions.db")
         return
     with fresh_postgres_database("catalog_transactions") as url:
         yield from _migrated(url)
@@ -46,58 +47,66 @@ def _migrated(url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
+@pytest.fixture
+def request_session(service_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> RequestSession:
+    """`get_database_session` as a request runs it, its session on `service_engine`."""
+    factory = sessionmaker(bind=service_engine, autoflush=False, expire_on_commit=False)
+    monkeypatch.setattr(dependencies.database, "SessionLocal", factory)
+    return contextmanager(dependencies.database.get_database_session)
+
+
 def _count(engine: Engine, name_like: str) -> int:
     with engine.connect() as observer:
-        return (
-            observer.scalar(
-                select(func.count())
-                .select_from(crud.PRODUCTS)
-                .where(crud.PRODUCTS.c.name.like(name_like))
-            )
-            or 0
+        found = observer.scalar(
+            select(func.count()).select_from(Product).where(Product.name.like(name_like))
         )
+        return found or 0
 
 
-def test_a_write_of_two_statements_whose_second_fails_leaves_nothing(
-    service_engine: Engine,
+def test_a_request_whose_second_write_fails_leaves_nothing(
+    service_engine: Engine, request_session: RequestSession
 ) -> None:
-    with SessionLocal(bind=service_engine) as session:
+    with request_session() as session:
         crud.create_product(session, values={"sku": "TWO-TAKEN", "name": "Taken", "price": 1})
 
-    with (
-        SessionLocal(bind=service_engine) as session,
-        pytest.raises(IntegrityError),
-        shared.transaction(session, crud.PRODUCTS),
-    ):
-        session.execute(insert(crud.PRODUCTS), {"name": "Two-first", "price": 1})
-        # The second statement breaks the sku's unique constraint.
-        session.execute(
-            insert(crud.PRODUCTS), {"name": "Two-second", "price": 1, "sku": "TWO-TAKEN"}
-        )
+    with pytest.raises(DuplicateSku), request_session() as session:
+        crud.create_product(session, values={"name": "Two-first", "price": 1})
+        # The second write breaks the sku's unique constraint.
+        crud.create_product(session, values={"name": "Two-second", "price": 1, "sku": "TWO-TAKEN"})
 
     assert _count(service_engine, "Two-%") == 0
 
 
-def test_a_write_is_not_visible_to_others_before_it_commits(service_engine: Engine) -> None:
-    with SessionLocal(bind=service_engine) as session:
-        with shared.transaction(session, crud.PRODUCTS):
-            session.execute(insert(crud.PRODUCTS), {"name": "Pending-1", "price": 1})
-            seen_before_commit = _count(service_engine, "Pending-%")
-        seen_after_commit = _count(service_engine, "Pending-%")
+def test_a_write_is_visible_to_others_once_the_request_commits(
+    service_engine: Engine, request_session: RequestSession
+) -> None:
+    with request_session() as session:
+        crud.create_product(session, values={"name": "Pending-1", "price": 1})
+        seen_before_commit = _count(service_engine, "Pending-%")
+    seen_after_commit = _count(service_engine, "Pending-%")
 
     assert (seen_before_commit, seen_after_commit) == (0, 1)
 
 
-def test_a_bulk_create_with_the_last_sku_taken_creates_none(service_engine: Engine) -> None:
-    with SessionLocal(bind=service_engine) as session:
+def test_a_request_that_fails_after_its_write_leaves_nothing(
+    service_engine: Engine, request_session: RequestSession
+) -> None:
+    with pytest.raises(RuntimeError), request_session() as session:
+        crud.create_product(session, values={"name": "Undone-1", "price": 1})
+        raise RuntimeError("the route failed after writing")
+
+    assert _count(service_engine, "Undone-%") == 0
+
+
+def test_a_bulk_create_with_the_last_sku_taken_creates_none(
+    service_engine: Engine, request_session: RequestSession
+) -> None:
+    with request_session() as session:
         crud.create_product(session, values={"sku": "TAKEN-1", "name": "First", "price": 1})
     rows = [{"sku": f"BULK-{i}", "name": f"Bulk {i}", "price": 1} for i in range(999)]
     rows.append({"sku": "TAKEN-1", "name": "Bulk 999", "price": 1})
 
-    with (
-        SessionLocal(bind=service_engine) as session,
-        pytest.raises(DuplicateSkuInBatch) as refused,
-    ):
+    with pytest.raises(DuplicateSkuInBatch) as refused, request_session() as session:
         crud.create_products(session, rows=rows)
 
     assert "Item 999: sku already exists" in str(refused.value)
@@ -111,23 +120,23 @@ def _transaction_status(session: Session) -> int:
 
 
 @pytest.mark.postgres_only
-def test_a_read_session_leaves_no_transaction_open_on_postgres(service_engine: Engine) -> None:
+def test_a_read_session_leaves_no_transaction_open_on_postgres(
+    service_engine: Engine, request_session: RequestSession
+) -> None:
     import psycopg2.extensions as pg
 
-    with SessionLocal(bind=service_engine) as session:
+    with request_session() as session:
         created = crud.create_product(session, values={"name": "Read me", "price": 1})
+    url = service_engine.url.render_as_string(hide_password=False)
+    read_engine = build_engine(url, Settings(database_url=url), autocommit=True)
 
-    read_engine = build_read_engine(
-        service_engine,
-        Settings(database_url=service_engine.url.render_as_string(hide_password=False)),
-    )
-    with SessionLocal(bind=read_engine) as session:
-        session.execute(crud.RESOURCE.read, {shared.ROW_ID: created.id}).one()
+    with Session(read_engine) as session:
+        crud.get_product(session, created.id)
         # No BEGIN was sent: the SELECT was its own transaction, a single round trip.
         after_read = _transaction_status(session)
     read_engine.dispose()
-    with SessionLocal(bind=service_engine) as session:
-        session.execute(crud.RESOURCE.read, {shared.ROW_ID: created.id}).one()
+    with Session(service_engine) as session:
+        crud.get_product(session, created.id)
         # A write session's connection: every statement in a transaction.
         after_write_session_read = _transaction_status(session)
 
