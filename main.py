@@ -1,7 +1,5 @@
 """Assembles the app: settings, logging, routers, middleware and error handlers."""
 
-import asyncio
-import contextlib
 import gc
 import logging
 import os
@@ -20,21 +18,19 @@ from api.metrics import register_pool_metrics, sharing_pool_readings
 from api.metrics import router as metrics_router
 from api.middleware import (
     BodyLimitMiddleware,
-    ConsistencyTokenMiddleware,
     HeadMiddleware,
     ProblemCORSMiddleware,
-    ReplicaFallbackMiddleware,
     RequestContextMiddleware,
     RequestHeadMiddleware,
     TrailingSlashMiddleware,
 )
 from api.openapi import install_openapi
 from api.problems import install_problem_handlers
+from api.replica import install_replica
 from api.routes import categories, products, service
 from config import MAX_HEADER_BYTES, PROJECT_DIR, get_settings
 from crud.health import required_revision, schema_revision
-from database.engine import engine, read_engine, replica_engine
-from database.replica import ReplicaMonitor, build_monitor
+from database.engine import engine, read_engine
 from database.session import ReadSessionLocal
 from database.timeouts import waiting_with_deadlines
 
@@ -69,40 +65,18 @@ def report_database() -> None:
 
 
 @asynccontextmanager
-async def replica_monitoring(app: FastAPI) -> AsyncIterator[ReplicaMonitor | None]:
-    """While the app serves, this process samples the replica's lag (`database.replica`)."""
-    monitor = build_monitor(settings)
-    app.state.replica_monitor = monitor
-    if monitor is None:
-        yield None
-        return
-    await monitor.sample()  # the first reads already know where they may go
-    task = asyncio.create_task(monitor.run(), name="replica monitor")
-    try:
-        yield monitor
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        app.state.replica_monitor = None
-        monitor.dispose()
-
-
-@asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if not settings.api_keys:
         logger.warning("API_KEYS is not set: writes (POST, PUT, PATCH, DELETE) are open to anyone")
-    binds = [engine, read_engine, *([replica_engine] if replica_engine is not None else [])]
     # Every call to PostgreSQL waits with a deadline (database/timeouts.py); with several
     # workers, each one shares its pools' readings with the others' `/metrics`.
     with waiting_with_deadlines(settings), sharing_pool_readings():
         await run_in_threadpool(report_database)
-        async with replica_monitoring(app):
-            yield
+        yield
     # After the server has let in-flight requests finish (SIGTERM): every acknowledged write
     # is committed already, so closing the pools loses nothing.
-    for bind in binds:
-        bind.dispose()
+    engine.dispose()
+    read_engine.dispose()
 
 
 DESCRIPTION = """
@@ -145,11 +119,7 @@ app = FastAPI(
 )
 app.add_middleware(HeadMiddleware)  # innermost: routing sees a HEAD request as its GET
 app.add_middleware(TrailingSlashMiddleware)
-if settings.database_read_url:
-    # Inside CORS, the body limit and the request context: a read answered again re-runs only
-    # these inner layers, so its request id, access line and CORS headers come once.
-    app.add_middleware(ReplicaFallbackMiddleware)
-    app.add_middleware(ConsistencyTokenMiddleware)
+install_replica(app, settings)  # inside CORS, the limits and the request context
 if settings.cors_origins:
     app.add_middleware(
         ProblemCORSMiddleware,
@@ -191,8 +161,6 @@ install_openapi(app)
 register_pool_metrics(engine, pool="write")
 if read_engine is not engine:
     register_pool_metrics(read_engine, pool="read")
-if replica_engine is not None:
-    register_pool_metrics(replica_engine, pool="replica")
 
 # Everything loaded so far lives as long as the process: move it out of the garbage
 # collector's sight, once per process (each uvicorn worker imports this module), so that a

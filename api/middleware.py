@@ -10,8 +10,6 @@ import time
 import uuid
 
 from fastapi import Request
-from sqlalchemy.exc import SQLAlchemyError
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
@@ -21,16 +19,10 @@ from api.logs import request_id_var
 from api.matching import route_for
 from api.metrics import observe_request
 from api.problems import problem, unexpected_error
-from dependencies.consistency import HEADER as CONSISTENCY_HEADER
-from dependencies.consistency import format_token
-from dependencies.database import REPLICA_FAILED, primary_wal_position
 
 access_log = logging.getLogger("catalog.access")
-replica_log = logging.getLogger("catalog.replica")
 
 _MAX_REQUEST_ID_LENGTH = 128
-# Methods that never write: their answers carry no Consistency-Token.
-_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def _sane_request_id(raw: bytes | None) -> str | None:
@@ -194,86 +186,6 @@ class BodyLimitMiddleware:
 
     def _too_large(self, scope: Scope) -> ASGIApp:
         return problem(Request(scope), 413, self._detail, headers={"Connection": "close"})
-
-
-class ConsistencyTokenMiddleware:
-    """Every 2xx answer to a write carries a `Consistency-Token` (`dependencies.consistency`).
-
-    Installed only when a replica is configured (`main`). The token is the primary's WAL
-    position asked for once the route has returned, so after the write's commit (crud commits
-    before the answer is built), with one statement on the primary's read pool: the one round
-    trip a write pays for it, after waiting for a connection of that pool like any read (up to
-    DB_POOL_TIMEOUT), before the answer's first byte is sent. Idempotent replays get a fresh
-    token, which is past the kept write too. When the primary cannot answer that statement,
-    the write is committed all the same: its answer goes without a token (a read then sees it
-    once the replica has it, or DB_REPLICA_MAX_LAG_S later at most), rather than a 503 that
-    would call it failed.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in _SAFE_METHODS:
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_token(message: Message) -> None:
-            if message["type"] == "http.response.start" and 200 <= message["status"] < 300:
-                try:
-                    token = format_token(await run_in_threadpool(primary_wal_position))
-                except SQLAlchemyError as exc:
-                    replica_log.warning("a write answered without %s: %s", CONSISTENCY_HEADER, exc)
-                else:
-                    header = (CONSISTENCY_HEADER.lower().encode(), token.encode())
-                    message = {**message, "headers": [*message.get("headers", ()), header]}
-            await send(message)
-
-        await self.app(scope, receive, send_with_token)
-
-
-class ReplicaFallbackMiddleware:
-    """A read that the replica failed part-way is answered again, from the primary.
-
-    A replica that dies (or cancels a query, as a replica may when it replays a conflicting
-    change; or fails it in any other way) while a read's statement runs fails that statement.
-    The read's session marks the request (`dependencies.database.REPLICA_FAILED`) as the error
-    leaves the route, so before the error's answer is built; that answer is dropped before
-    anything is sent, and the request runs once more, its session on the primary. A `GET` or
-    `HEAD` has no body and changes nothing: running it again is safe. Installed only when a
-    replica is configured (`main`), outside `HeadMiddleware`, so a HEAD arrives here as HEAD.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
-            await self.app(scope, receive, send)
-            return
-        state = scope.setdefault("state", {})  # shared with the copies that inner layers make
-        answer_again = False
-
-        async def send_unless_the_replica_failed(message: Message) -> None:
-            nonlocal answer_again
-            if message["type"] == "http.response.start" and state.get(REPLICA_FAILED):
-                answer_again = True
-            if not answer_again:
-                await send(message)
-
-        await self.app(scope, receive, send_unless_the_replica_failed)
-        if not answer_again:
-            return
-        replayed = False
-
-        async def receive_the_empty_body_again() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-
-        await self.app(scope, receive_the_empty_body_again, send)
 
 
 class RequestContextMiddleware:

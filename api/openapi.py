@@ -19,9 +19,9 @@ from fastapi.openapi.utils import get_openapi
 
 from api.idempotency import KEPT_REFUSALS, KEY_HEADER, KEY_PATTERN, REPLAYED_HEADER
 from api.problems import PROBLEM_MEDIA_TYPE
+from api.replica import HEADER as CONSISTENCY_HEADER
 from config import get_settings
 from database.replica import LSN_PATTERN
-from dependencies.consistency import HEADER as CONSISTENCY_HEADER
 from schemas.problem import Problem
 
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
@@ -100,7 +100,7 @@ def _document_idempotency(operation: dict[str, Any]) -> None:
             response["headers"]["Retry-After"] = _ERROR_HEADERS[503]["Retry-After"]
 
 
-# Only with a replica (DATABASE_READ_URL; dependencies.consistency): every 2xx of a write
+# Only with a replica (DATABASE_READ_URL; api/replica.py): every 2xx of a write
 # carries a token, and a read of the catalog may send it back to see that write.
 _WRITES = frozenset({"post", "put", "patch", "delete"})
 _CATALOG_PATHS = ("/products", "/categories")  # the routes that read with ReadSessionDep

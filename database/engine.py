@@ -103,9 +103,3 @@ read_engine = (
     if engine.dialect.name == "postgresql"
     else engine
 )
-# DATABASE_READ_URL's streaming replica, for the reads it may serve (database.replica).
-replica_engine = (
-    build_engine(settings.database_read_url, settings, autocommit=True)
-    if settings.database_read_url
-    else None
-)

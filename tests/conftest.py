@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from config import Settings
 from database.engine import build_engine
-from dependencies.database import get_database_session, get_primary_read_session, get_read_session
+from dependencies.database import get_database_session, get_read_session
 from main import app
 from tests.databases import ON_POSTGRES, fresh_postgres_database, upgrade
 
@@ -85,7 +85,6 @@ def client(connection: Connection) -> Iterator[TestClient]:
 
     app.dependency_overrides[get_database_session] = override
     app.dependency_overrides[get_read_session] = override
-    app.dependency_overrides[get_primary_read_session] = override
     try:
         with TestClient(app) as test_client:
             yield test_client

@@ -9,7 +9,7 @@ from openapi_spec_validator import validate
 
 from api.openapi import build_openapi
 from config import PROJECT_DIR, get_settings
-from dependencies.consistency import format_token
+from database.replica import format_lsn as format_token
 from main import app
 
 SNAPSHOT = PROJECT_DIR / "openapi.json"

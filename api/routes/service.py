@@ -8,7 +8,8 @@ from api.draining import is_draining
 from api.openapi import problem_responses
 from crud.errors import SchemaNotReady
 from crud.health import required_revision, schema_revision
-from dependencies.database import PrimaryReadSessionDep, ReplicaMonitorDep
+from database.replica import ReplicaMonitor
+from dependencies.database import SessionDep
 from schemas.health import Readiness, ReplicaReadiness
 
 router = APIRouter(tags=["service"])
@@ -42,7 +43,7 @@ async def health() -> dict[str, str]:
     response_model_exclude_unset=True,
     responses=problem_responses(503),
 )
-def ready(request: Request, db: PrimaryReadSessionDep, replica: ReplicaMonitorDep) -> Readiness:
+def ready(request: Request, db: SessionDep) -> Readiness:
     """Readiness: 200 only when the database answers and its schema is the one needed."""
     if is_draining():
         # SIGTERM came: the load balancer should send requests elsewhere (api.draining).
@@ -50,6 +51,7 @@ def ready(request: Request, db: PrimaryReadSessionDep, replica: ReplicaMonitorDe
     current, required = schema_revision(db), required_revision()
     if current != required:
         raise SchemaNotReady(current, required)
+    replica: ReplicaMonitor | None = getattr(request.app.state, "replica_monitor", None)
     if replica is None:
         return Readiness(status="ready")
     # Reported, never failing readiness: reads go to the primary while the replica cannot serve.

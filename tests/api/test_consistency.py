@@ -12,11 +12,16 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine
 from sqlalchemy.exc import OperationalError
 
-import api.middleware
-import dependencies.database
-from api.middleware import ConsistencyTokenMiddleware, ReplicaFallbackMiddleware
+import api.replica
+from api.replica import (
+    FROM_PRIMARY,
+    ConsistencyTokenMiddleware,
+    Replica,
+    ReplicaFailed,
+    ReplicaFallbackMiddleware,
+)
 from database.replica import ReplicaMonitor
-from dependencies.database import REPLICA_FAILED
+from dependencies.database import get_read_session
 from main import app
 
 WRITE_POSITION = 0x16 << 32 | 0xB374D848
@@ -43,13 +48,12 @@ def replica_configured(monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
     (so every read it routes would go to the primary)."""
     engine = create_engine("sqlite://")
     monitor = ReplicaMonitor(engine, engine, max_lag_s=5, interval_s=0.5)
-    monkeypatch.setattr(dependencies.database, "replica_engine", engine)
-    with TestClient(app) as test_client:
-        app.state.replica_monitor = monitor
-        try:
+    app.dependency_overrides[get_read_session] = Replica(engine, monitor).read_session
+    try:
+        with TestClient(app) as test_client:
             yield test_client
-        finally:
-            app.state.replica_monitor = None
+    finally:
+        app.dependency_overrides.clear()
     engine.dispose()
 
 
@@ -110,7 +114,7 @@ def positions(monkeypatch: pytest.MonkeyPatch) -> list[int | Exception]:
             raise answer
         return answer
 
-    monkeypatch.setattr(api.middleware, "primary_wal_position", primary_wal_position)
+    monkeypatch.setattr(api.replica, "primary_wal_position", primary_wal_position)
     return answers
 
 
@@ -160,14 +164,13 @@ def _fallback_app(runs: list[str]) -> FastAPI:
 
     @probe.api_route("/read", methods=["GET", "HEAD"])
     def read(request: Request) -> Response:
-        # The first run fails on "the replica" (as get_read_session marks it); the second reads
-        # from "the primary".
-        on_primary = getattr(request.state, REPLICA_FAILED, False)
+        # The first run fails on "the replica" (as Replica.read_session raises); the second
+        # reads from "the primary".
+        on_primary = getattr(request.state, FROM_PRIMARY, False)
         runs.append("primary" if on_primary else "replica")
         if on_primary:
             return Response(b"{}", media_type="application/json")
-        setattr(request.state, REPLICA_FAILED, True)
-        return Response(status_code=503)
+        raise ReplicaFailed()
 
     @probe.get("/down")
     def down() -> Response:
@@ -177,7 +180,6 @@ def _fallback_app(runs: list[str]) -> FastAPI:
     @probe.post("/read")
     def write(request: Request) -> Response:
         runs.append("primary")
-        setattr(request.state, REPLICA_FAILED, True)
         return Response(status_code=503)
 
     return probe

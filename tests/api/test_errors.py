@@ -9,7 +9,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 import crud.products
-from dependencies.database import get_database_session, get_primary_read_session, get_read_session
+from dependencies.database import get_database_session, get_read_session
 from main import app
 
 PROBLEM = "application/problem+json"
@@ -96,7 +96,6 @@ def unreachable_database() -> Iterator[None]:
 
     app.dependency_overrides[get_database_session] = override
     app.dependency_overrides[get_read_session] = override
-    app.dependency_overrides[get_primary_read_session] = override
     yield
     app.dependency_overrides.clear()
     engine.dispose()
