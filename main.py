@@ -11,31 +11,26 @@ from fastapi import FastAPI
 from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
 
+from api.context import RequestContextMiddleware
+from api.cors import install_cors
 from api.docs import install_offline_docs
 from api.idempotency import install_idempotency
+from api.limits import LimitsMiddleware
 from api.logs import configure_logging
 from api.metrics import register_pool_metrics, sharing_pool_readings
 from api.metrics import router as metrics_router
-from api.middleware import (
-    BodyLimitMiddleware,
-    HeadMiddleware,
-    ProblemCORSMiddleware,
-    RequestContextMiddleware,
-    RequestHeadMiddleware,
-    TrailingSlashMiddleware,
-)
 from api.openapi import install_openapi
 from api.problems import install_problem_handlers
 from api.replica import install_replica
 from api.routes import categories, products, service
-from config import MAX_HEADER_BYTES, PROJECT_DIR, get_settings
+from api.routing import RoutingMiddleware
+from config import PROJECT_DIR, get_settings
 from crud.health import required_revision, schema_revision
 from database.engine import engine, read_engine
 from database.session import ReadSessionLocal
 from database.timeouts import waiting_with_deadlines
 
 __version__ = "0.1.0"
-MAX_BODY_BYTES = 1024 * 1024
 
 settings = get_settings()
 configure_logging(settings)
@@ -117,38 +112,10 @@ app = FastAPI(
     # when none is configured; to trace with OpenTelemetry, configure a provider and drop this.
     telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
 )
-app.add_middleware(HeadMiddleware)  # innermost: routing sees a HEAD request as its GET
-app.add_middleware(TrailingSlashMiddleware)
+app.add_middleware(RoutingMiddleware)  # innermost: `/x/` is `/x`, HEAD is GET
 install_replica(app, settings)  # inside CORS, the limits and the request context
-if settings.cors_origins:
-    app.add_middleware(
-        ProblemCORSMiddleware,
-        allow_origins=settings.cors_origins,
-        # API keys travel in headers, never cookies: no credentials, so no wildcard pitfalls.
-        allow_credentials=False,
-        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-        allow_headers=[
-            "Authorization",
-            "Content-Type",
-            "Consistency-Token",
-            "Idempotency-Key",
-            "If-Match",
-            "If-None-Match",
-            "X-API-Key",
-            "X-Request-ID",
-        ],
-        expose_headers=[
-            "Consistency-Token",
-            "ETag",
-            "Location",
-            "Link",
-            "X-Total-Count",
-            "X-Request-ID",
-            "Idempotent-Replayed",
-        ],
-    )
-app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
-app.add_middleware(RequestHeadMiddleware, max_bytes=MAX_HEADER_BYTES)
+install_cors(app, settings)
+app.add_middleware(LimitsMiddleware)
 app.add_middleware(RequestContextMiddleware)  # outermost: sees and tags every response
 install_problem_handlers(app)
 install_idempotency(app)

@@ -93,7 +93,7 @@ def configure_logging(settings: Settings) -> None:
         server_logger.propagate = True
     # Warnings too, which Python would otherwise print as plain text.
     logging.captureWarnings(True)
-    # Our access line (api.middleware) replaces uvicorn's: it has the request id and route.
+    # Our access line (api.context) replaces uvicorn's: it has the request id and route.
     logging.getLogger("uvicorn.access").disabled = True
     # Readiness asks alembic which revision the database is at (crud.health), and alembic says
     # at INFO which dialect it works with each time: useful once in `alembic upgrade` (its own

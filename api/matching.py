@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from starlette.routing import BaseRoute, Match, Mount
 from starlette.types import Scope
 
-# HEAD is not asked: it is answered wherever GET is (api.middleware.HeadMiddleware).
+# HEAD is not asked: it is answered wherever GET is (api.routing.RoutingMiddleware).
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 

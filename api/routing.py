@@ -1,9 +1,10 @@
-"""`update_routes`: one endpoint that is both the `PUT` and the `PATCH` of a path."""
+"""Routing conventions: one endpoint for both `PUT` and `PATCH`, `/x/` as `/x`, HEAD as GET."""
 
 from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 def update_routes(
@@ -26,3 +27,42 @@ def update_routes(
         return endpoint
 
     return register
+
+
+class RoutingMiddleware:
+    """What routing does not do by itself, for every route present and future:
+    - `/products/` is `/products`: both are answered directly, without a redirect (307);
+    - HEAD is GET without the body (RFC 9110 §9.3.2): FastAPI's routes answer only the methods
+      they declare, and declaring HEAD on each would put it in the OpenAPI document, so a HEAD
+      request is routed as a GET and the body of its answer dropped.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if len(path) > 1 and path.endswith("/"):
+            # In place: the outer middleware reads the matched route from this same scope.
+            scope["path"] = path.rstrip("/") or "/"
+        if scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+        # A copy: the server and the access log read the method from the original, which must
+        # still say HEAD (a server sends no body for HEAD, but expects all of it for a GET).
+        as_get = {**scope, "method": "GET"}
+
+        async def send_without_body(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        try:
+            await self.app(as_get, receive, send_without_body)
+        finally:
+            # Routing wrote its choice into the copy; the outer middleware reads the original.
+            if "route" in as_get:
+                scope["route"] = as_get["route"]

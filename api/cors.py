@@ -1,0 +1,69 @@
+"""CORS for the origins in CORS_ORIGINS (none: no CORS), with refusals as problems."""
+
+from fastapi import FastAPI, Request
+from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import Receive, Scope, Send
+
+from api.problems import problem
+from config import Settings
+
+
+class ProblemCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS middleware, whose refused preflight is problem+json like every error.
+
+    Starlette answers it `400 text/plain` ("Disallowed CORS origin"); the answer keeps its
+    status, text and CORS headers, in the contract's format.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "OPTIONS":
+            await super().__call__(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        # Starlette's own test for a preflight (CORSMiddleware.__call__).
+        if "origin" in headers and "access-control-request-method" in headers:
+            response = self.preflight_response(request_headers=headers)
+            if response.status_code == 400:
+                kept = {
+                    name: value
+                    for name, value in response.headers.items()
+                    if name not in ("content-type", "content-length")
+                }
+                detail = bytes(response.body).decode()
+                response = problem(Request(scope), 400, detail, headers=kept)
+            await response(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
+def install_cors(app: FastAPI, settings: Settings) -> None:
+    """Let the browsers of CORS_ORIGINS call the API."""
+    if not settings.cors_origins:
+        return
+    app.add_middleware(
+        ProblemCORSMiddleware,
+        allow_origins=settings.cors_origins,
+        # API keys travel in headers, never cookies: no credentials, so no wildcard pitfalls.
+        allow_credentials=False,
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+        allow_headers=[
+            "Authorization",
+            "Content-Type",
+            "Consistency-Token",
+            "Idempotency-Key",
+            "If-Match",
+            "If-None-Match",
+            "X-API-Key",
+            "X-Request-ID",
+        ],
+        expose_headers=[
+            "Consistency-Token",
+            "ETag",
+            "Location",
+            "Link",
+            "X-Total-Count",
+            "X-Request-ID",
+            "Idempotent-Replayed",
+        ],
+    )

@@ -1,0 +1,71 @@
+"""Limits that keep one client from stalling the others: the request head, `Host`, the body.
+
+The HTTP server bounds what it buffers of a request's head while the head is still arriving
+(server.py); a head that arrives whole in one read may be larger, and is refused here. A body
+is refused by its declared `Content-Length`, or counted while the route reads it.
+"""
+
+from fastapi import Request
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.problems import problem
+from config import MAX_HEADER_BYTES
+
+MAX_BODY_BYTES = 1024 * 1024
+# RFC 9112 §3: a server should take request targets of at least 8000 octets.
+MAX_TARGET_BYTES = 8 * 1024
+
+
+class LimitsMiddleware:
+    """414 for a request target over MAX_TARGET_BYTES, 431 for headers over MAX_HEADER_BYTES
+    in all, 400 for a request without exactly one `Host` (RFC 9112 §3.2), 413 for a body
+    over MAX_BODY_BYTES, before it is read into memory.
+
+    HTTP/1.0 predates `Host` and may omit it; an empty `Host` is no `Host` (granian hands the
+    app `host: ""` when there is none). A chunked or lying body is counted while the route
+    reads it and cut off at the limit.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        hosts: list[bytes] = []
+        size, declared = 0, b""
+        for name, value in scope["headers"]:
+            if name == b"host":
+                hosts.append(value)
+            elif name == b"content-length":
+                declared = value
+            size += len(name) + len(value)
+        if len(scope["raw_path"]) + len(scope["query_string"]) > MAX_TARGET_BYTES:
+            status, detail = 414, f"The request target is longer than {MAX_TARGET_BYTES} bytes"
+        elif size > MAX_HEADER_BYTES:
+            status, detail = 431, f"The request headers are larger than {MAX_HEADER_BYTES} bytes"
+        elif len(hosts) > 1 or (hosts in ([], [b""]) and scope.get("http_version") == "1.1"):
+            status, detail = 400, "An HTTP/1.1 request needs exactly one Host header"
+        elif declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            status, detail = 413, f"The request body is larger than {MAX_BODY_BYTES} bytes"
+        else:
+            received = 0
+
+            async def counting_receive() -> Message:
+                nonlocal received
+                message = await receive()
+                if message["type"] == "http.request":
+                    received += len(message.get("body", b""))
+                    if received > MAX_BODY_BYTES:
+                        # Raised inside the route's body read: the problem handlers render it.
+                        raise HTTPException(
+                            413, detail=f"The request body is larger than {MAX_BODY_BYTES} bytes"
+                        )
+                return message
+
+            await self.app(scope, counting_receive, send)
+            return
+        refusal = problem(Request(scope), status, detail, headers={"Connection": "close"})
+        await refusal(scope, receive, send)
