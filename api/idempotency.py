@@ -4,7 +4,7 @@ A route opts in by declaring the dependency and returning its answer through it:
 
     def create_product(..., db: SessionDep, idempotency: IdempotencyDep) -> Response:
         product = crud.create_product(db, values=payload.model_dump())
-        return idempotency.keep(responses.created(...))
+        return idempotency.keep(responses.one(..., status_code=201, location=...))
 
 Without the header nothing changes. With it (the IETF httpapi draft "The Idempotency-Key HTTP
 Header Field"):
@@ -21,13 +21,14 @@ import hashlib
 import itertools
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response, Security
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 import crud.idempotency as crud
 from api.problems import PROBLEM_MEDIA_TYPE, catalog_problem
@@ -61,33 +62,6 @@ class Replay(Exception):  # not an error: the kept answer, given again
         self.answer = answer
 
 
-async def keyed_request(
-    request: Request,
-    caller: Annotated[str, Security(require_write_access)],
-    key: Annotated[
-        str | None,
-        Header(
-            alias=KEY_HEADER,
-            description="A key of your choosing (e.g. a UUID) that makes this request safe to "
-            "retry: the same key with the same request gets the first answer again "
-            f"(`{REPLAYED_HEADER}: true`) and changes nothing. 1 to 255 visible ASCII characters.",
-        ),
-    ] = None,
-) -> crud.KeyedRequest | None:
-    """The request's key (400 unless sent once), caller and fingerprint; None without a key."""
-    if key is None:
-        return None
-    values = request.headers.getlist(KEY_HEADER)
-    if len(values) != 1 or not _KEY.fullmatch(values[0]):
-        raise HTTPException(
-            400, f"{KEY_HEADER} must be sent once, as 1 to 255 visible ASCII characters"
-        )
-    # FastAPI has read the body already: this is the same bytes, from memory.
-    body = await request.body()
-    asked = b"\n".join([request.method.encode(), request.url.path.encode(), body])
-    return crud.KeyedRequest(caller, key, hashlib.sha256(asked).hexdigest())
-
-
 class Idempotency:
     """What a keyed route is given: `keep(response)` keeps its answer with its write."""
 
@@ -103,29 +77,53 @@ class Idempotency:
         return response
 
 
-def idempotency(
+_NOT_KEYED = Idempotency()
+
+
+async def idempotency(
     request: Request,
     db: SessionDep,
-    keyed: Annotated[crud.KeyedRequest | None, Depends(keyed_request)],
-) -> Iterator[Idempotency]:
-    """Claim the key before the route runs, or answer with the kept answer (`Replay`)."""
-    if keyed is None:
-        yield Idempotency()
+    caller: Annotated[str, Security(require_write_access)],
+    key: Annotated[
+        str | None,
+        Header(
+            alias=KEY_HEADER,
+            description="A key of your choosing (e.g. a UUID) that makes this request safe to "
+            "retry: the same key with the same request gets the first answer again "
+            f"(`{REPLAYED_HEADER}: true`) and changes nothing. 1 to 255 visible ASCII characters.",
+        ),
+    ] = None,
+) -> AsyncIterator[Idempotency]:
+    """Claim the key before the route runs, or answer with the kept answer (`Replay`).
+
+    The session's work runs on a worker thread, as the route's does.
+    """
+    if key is None:
+        yield _NOT_KEYED
         return
+    values = request.headers.getlist(KEY_HEADER)
+    if len(values) != 1 or not _KEY.fullmatch(values[0]):
+        raise HTTPException(
+            400, f"{KEY_HEADER} must be sent once, as 1 to 255 visible ASCII characters"
+        )
+    # FastAPI has read the body already: this is the same bytes, from memory.
+    asked = b"\n".join([request.method.encode(), request.url.path.encode(), await request.body()])
+    keyed = crud.KeyedRequest(caller, key, hashlib.sha256(asked).hexdigest())
     now = datetime.now(UTC)
     ttl = timedelta(seconds=get_settings().idempotency_ttl_s)
-    _claim(db, keyed, now=now, ttl=ttl)
+    await run_in_threadpool(_claim, db, keyed, now=now, ttl=ttl)
     claimed = Idempotency(db, keyed)
     try:
         yield claimed
     except CatalogError as refusal:
         if refusal.status in KEPT_REFUSALS:
-            _keep_refusal(db, keyed, catalog_problem(request, refusal), now=now, ttl=ttl)
+            refused = catalog_problem(request, refusal)
+            await run_in_threadpool(_keep_refusal, db, keyed, refused, now=now, ttl=ttl)
         raise
     if not claimed.kept:
         raise RuntimeError("a keyed route must return idempotency.keep(<its response>)")
     if next(_keyed_writes) % PURGE_EVERY == 0:
-        _purge(db, now)
+        await run_in_threadpool(_purge, db, now)
 
 
 def _claim(db: Session, keyed: crud.KeyedRequest, *, now: datetime, ttl: timedelta) -> None:

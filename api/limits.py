@@ -50,6 +50,10 @@ class LimitsMiddleware:
             status, detail = 400, "An HTTP/1.1 request needs exactly one Host header"
         elif declared.isdigit() and int(declared) > MAX_BODY_BYTES:
             status, detail = 413, f"The request body is larger than {MAX_BODY_BYTES} bytes"
+        elif declared:
+            # The server delivers no more than the declared length: nothing to count.
+            await self.app(scope, receive, send)
+            return
         else:
             received = 0
 

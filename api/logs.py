@@ -2,7 +2,6 @@
 
 import json
 import logging
-import time
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +20,9 @@ _NOT_EXTRAS = frozenset(vars(logging.makeLogRecord({}))) | {
 # The servers' loggers for their own lines: start-up, shutdown, errors. granian's (production,
 # server.py) and uvicorn's (development); their access logs are replaced by ours.
 _SERVER_LOGGERS = ("_granian", "uvicorn", "uvicorn.error", "uvicorn.asgi")
+
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 
 
 class _RequestIdFilter(logging.Filter):
@@ -46,35 +48,13 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-class TextFormatter(logging.Formatter):
-    """`<time> <level> <logger> [<request id>] <message>`, the time formatted once a second.
-
-    logging's own `formatTime` runs `localtime` and `strftime` for every line: on an access
-    line per request, that is a measurable share of a simple read's CPU (bench/README.md).
-    """
-
-    _FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
-
-    def __init__(self) -> None:
-        super().__init__(self._FORMAT)
-        self._cached: tuple[int, str] = (-1, "")  # (second, its text): read and written whole
-
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        second = int(record.created)
-        cached_second, text = self._cached
-        if second != cached_second:
-            text = time.strftime(self.default_time_format, self.converter(record.created))
-            self._cached = (second, text)
-        return f"{text},{int(record.msecs):03d}"  # logging's "%s,%03d"
-
-
 def configure_logging(settings: Settings) -> None:
     handler = logging.StreamHandler()
     handler.addFilter(_RequestIdFilter())
     if settings.log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(TextFormatter())
+        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
     # The logging HOWTO's "Optimization" table: skip collecting what no formatter here prints
     # (caller's file and line, thread, process), on every record (bench/README.md).
     logging._srcfile = None

@@ -10,10 +10,10 @@ product's `category` without `expand=category`).
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from fastapi import Request, Response
+from fastapi import Response
 from pydantic import BaseModel, TypeAdapter
 
-from dependencies.conditional import etag_for, none_match_hits
+from dependencies.conditional import etag_for
 
 
 class Versioned(Protocol):
@@ -26,24 +26,14 @@ def one(
     record: Versioned,
     *,
     status_code: int = 200,
-    headers: Mapping[str, str] | None = None,
+    location: str | None = None,
 ) -> Response:
-    """One resource, with its `ETag`."""
+    """One resource, with its `ETag` (and `Location`, where it was created)."""
     body = schema.model_validate(record, from_attributes=True).model_dump_json(exclude_unset=True)
-    return Response(
-        body,
-        status_code=status_code,
-        media_type="application/json",
-        headers={"ETag": etag_for(record.version), **(headers or {})},
-    )
-
-
-def created(
-    request: Request, schema: type[BaseModel], record: Versioned, read_route: str, **path: int
-) -> Response:
-    """201: the created resource, its `ETag`, and `Location`, the path `read_route` reads it at."""
-    location = request.app.url_path_for(read_route, **path)
-    return one(schema, record, status_code=201, headers={"Location": location})
+    headers = {"ETag": etag_for(record.version)}
+    if location is not None:
+        headers["Location"] = location
+    return Response(body, status_code=status_code, media_type="application/json", headers=headers)
 
 
 def many(
@@ -63,10 +53,8 @@ def many(
 def current(
     schema: type[BaseModel], record: Versioned, not_modified_at: frozenset[int] | None
 ) -> Response:
-    """A read: 304 with the `ETag` while `If-None-Match` names the current version, else it.
-
-    `not_modified_at` is `dependencies.conditional.none_match_versions(If-None-Match)`, which
-    the route reads before the record (an over-long list is a 400 with no database work)."""
-    if none_match_hits(not_modified_at, record.version):
+    """A read: 304 with the `ETag` while `If-None-Match` names the current version (`None`:
+    any version, `*`), else the resource."""
+    if not_modified_at is None or record.version in not_modified_at:
         return Response(status_code=304, headers={"ETag": etag_for(record.version)})
     return one(schema, record)

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from crud import shared
@@ -37,7 +38,9 @@ def _conflicts(values: Mapping[str, Any]) -> shared.Conflicts:
 
 def get_category(session: Session, category_id: int) -> Category:
     """One category; `CategoryNotFound` if there is none."""
-    category: Category = shared.get_one(session, RESOURCE, category_id)
+    category = session.get(Category, category_id)
+    if category is None:
+        raise CategoryNotFound(category_id)
     return category
 
 
@@ -55,7 +58,10 @@ def sort_keys(requested: Sequence[tuple[str, bool]]) -> list[shared.SortKey]:
 def create_category(session: Session, *, values: Mapping[str, Any]) -> Category:
     category = Category(**values)
     session.add(category)
-    shared.flush(session, Category, _conflicts(values))
+    try:
+        session.flush()  # the INSERT: the database assigns the id
+    except IntegrityError as exc:
+        raise shared.as_domain_error(exc, Category, _conflicts(values)) from exc
     return category
 
 

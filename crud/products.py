@@ -82,7 +82,9 @@ def _conflicts(values: Mapping[str, Any]) -> shared.Conflicts:
 def get_product(session: Session, product_id: int, *, with_category: bool = False) -> Product:
     """One product (with its category, in the same statement); `ProductNotFound` if none."""
     options = [joinedload(Product.category)] if with_category else None
-    product: Product = shared.get_one(session, RESOURCE, product_id, options=options)
+    product = session.get(Product, product_id, options=options)
+    if product is None:
+        raise ProductNotFound(product_id)
     return product
 
 
@@ -109,7 +111,10 @@ def sort_keys(requested: Sequence[tuple[str, bool]]) -> list[shared.SortKey]:
 def create_product(session: Session, *, values: Mapping[str, Any]) -> Product:
     product = Product(**values)
     session.add(product)
-    shared.flush(session, Product, _conflicts(values))
+    try:
+        session.flush()  # the INSERT: the database assigns the id
+    except IntegrityError as exc:
+        raise shared.as_domain_error(exc, Product, _conflicts(values)) from exc
     return product
 
 

@@ -79,15 +79,6 @@ def as_domain_error(exc: IntegrityError, model: type[Base], conflicts: Conflicts
     return error() if error is not None else exc
 
 
-def flush(session: Session, model: type[Base], conflicts: Conflicts) -> None:
-    """Send what the session holds (to learn generated ids); a violated constraint named in
-    `conflicts` becomes that domain error."""
-    try:
-        session.flush()
-    except IntegrityError as exc:
-        raise as_domain_error(exc, model, conflicts) from exc
-
-
 @dataclass(frozen=True)
 class Resource:
     """What a resource's rows share: its model, the error for a missing row, and the columns a
@@ -96,14 +87,6 @@ class Resource:
     model: type[Base]
     not_found: type[NotFound]
     sortable: Mapping[str, InstrumentedAttribute[Any]]
-
-
-def get_one(session: Session, resource: Resource, row_id: int, **options: Any) -> Any:
-    """One row by id (`session.get`); `resource.not_found` if there is none."""
-    row = session.get(resource.model, row_id, **options)
-    if row is None:
-        raise resource.not_found(row_id)
-    return row
 
 
 def _explain_no_match(session: Session, resource: Resource, row_id: int) -> NoReturn:
@@ -141,7 +124,9 @@ def update_one(
     """
     model: Any = resource.model
     if not changes:
-        current = get_one(session, resource, row_id)
+        current = session.get(model, row_id)
+        if current is None:
+            raise resource.not_found(row_id)
         if expected_versions is not None and current.version not in expected_versions:
             raise StaleVersion(resource.not_found.resource, row_id, current.version)
         return current

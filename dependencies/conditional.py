@@ -20,10 +20,11 @@ def etag_for(version: int) -> str:
     return f'"{version}"'
 
 
-def _versions(header: str, *, weak: bool) -> frozenset[int]:
+def _versions(header: str, *, weak: bool, name: str) -> frozenset[int]:
     """The versions named by an entity-tag list; tags that are not ours match nothing.
 
-    400 for a list of more than MAX_ENTITY_TAGS, found without reading the rest of it.
+    400 for an element that is not an entity tag (`3`, a missing quote: never judged stale nor
+    ignored), and for a list of more than MAX_ENTITY_TAGS, found without reading the rest.
     """
     versions = set()
     elements = 0
@@ -41,8 +42,14 @@ def _versions(header: str, *, weak: bool) -> frozenset[int]:
                 detail=f"A precondition may name at most {MAX_ENTITY_TAGS} entity tags",
             )
         is_weak, opaque = element.group(1), element.group(2)
-        if opaque is None or (is_weak and not weak):
-            continue  # not a tag, or a weak one where the strong comparison is used (If-Match)
+        if opaque is None:
+            raise HTTPException(
+                status_code=400,
+                detail=f"{name} must be * or a list of entity tags, each in double quotes:"
+                ' "3" or W/"3" (the ETag of an answer, as sent)',
+            )
+        if is_weak and not weak:
+            continue  # a weak tag, where the strong comparison is used (If-Match)
         if opaque.isascii() and opaque.isdigit() and int(opaque) <= _VERSION_MAX:
             versions.add(int(opaque))
     return frozenset(versions)
@@ -59,30 +66,24 @@ async def if_match_versions(
     """`None` (no header, or `*`): any existing version; otherwise the versions named."""
     if if_match is None or if_match.strip() == "*":
         return None
-    return _versions(if_match, weak=False)
+    return _versions(if_match, weak=False, name="If-Match")
 
 
-def none_match_versions(header: str | None) -> frozenset[int] | None:
-    """The versions `If-None-Match` names (weak comparison); `None` for `*`, any version.
-
-    Called before the product is read, so that an over-long list is a 400 with no database work.
-    """
-    if header is None:
+async def if_none_match_versions(
+    if_none_match: Annotated[
+        str | None,
+        Header(description="Answer 304 with no body if the resource is still at this ETag."),
+    ] = None,
+) -> frozenset[int] | None:
+    """The versions `If-None-Match` names (weak comparison): empty without the header, `None`
+    for `*` (any version). Parsed before the resource is read: a malformed or over-long list
+    is a 400 with no database work."""
+    if if_none_match is None:
         return frozenset()
-    if header.strip() == "*":
+    if if_none_match.strip() == "*":
         return None
-    return _versions(header, weak=True)
-
-
-def none_match_hits(versions: frozenset[int] | None, version: int) -> bool:
-    """True when `If-None-Match` (as `none_match_versions` read it) names this version."""
-    return versions is None or version in versions
+    return _versions(if_none_match, weak=True, name="If-None-Match")
 
 
 IfMatch = Annotated[frozenset[int] | None, Depends(if_match_versions)]
-# A plain header parameter, not a dependency: GET one is the hottest route, and parsing the
-# header in the route (none_match_versions) costs less than a dependency.
-IfNoneMatch = Annotated[
-    str | None,
-    Header(description="Answer 304 with no body if the product is still at this ETag."),
-]
+IfNoneMatch = Annotated[frozenset[int] | None, Depends(if_none_match_versions)]

@@ -3,19 +3,25 @@
 from fastapi import HTTPException, Request
 
 
-def _is_json(content_type: str) -> bool:
-    media_type = content_type.split(";", 1)[0].strip().lower()
-    return media_type == "application/json" or (
-        media_type.startswith("application/") and media_type.endswith("+json")
-    )
-
-
 async def require_json_body(request: Request) -> None:
-    """415 for a non-empty body whose Content-Type is not JSON (or is missing)."""
+    """415 for a non-empty body whose Content-Type is not JSON (or is missing).
+
+    JSON is `application/json` or a `+json` type, such as the JSON merge patch of `PATCH`;
+    a JSON Patch (`application/json-patch+json`) is another format, which this API does not
+    take.
+    """
     headers = request.headers
-    has_body = headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
-    if has_body and not _is_json(headers.get("content-type", "")):
-        raise HTTPException(
-            status_code=415,
-            detail="The request body must be JSON: send Content-Type: application/json",
-        )
+    if headers.get("content-length", "0") == "0" and "transfer-encoding" not in headers:
+        return
+    media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type == "application/json" or (
+        media_type.startswith("application/")
+        and media_type.endswith("+json")
+        and media_type != "application/json-patch+json"
+    ):
+        return
+    raise HTTPException(
+        status_code=415,
+        detail="The request body must be JSON: send Content-Type: application/json"
+        " (or application/merge-patch+json, a JSON merge patch, with PATCH)",
+    )

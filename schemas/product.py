@@ -8,7 +8,7 @@ from collections.abc import Set
 from datetime import datetime
 from decimal import Decimal
 from itertools import islice
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from pydantic import (
     AfterValidator,
@@ -145,49 +145,48 @@ CategoryId = Annotated[
 Timestamp = Annotated[datetime, WithJsonSchema({"type": "string", "format": "date-time"})]
 
 
-def _refuse_too_many_unknown_fields(objects: list[Any], known: Set[str]) -> None:
-    """One error for objects with more than MAX_UNKNOWN_FIELDS fields not in `known` in all.
+def _too_many_unknown_fields() -> PydanticCustomError:
+    return PydanticCustomError("too_many_fields", f"More than {MAX_UNKNOWN_FIELDS} unknown fields")
+
+
+class _ClosedObject(BaseModel):
+    """A request body object whose unknown fields are errors: a few are listed, many refused.
 
     pydantic validates the whole body before any error is reported, and builds every error it
     finds: a 1 MiB body of tens of thousands of unknown fields would cost the event loop far
     more than any valid body. Counting them first is cheap, and stops at the limit.
     """
-    unknown = (
-        key for item in objects if isinstance(item, dict) for key in item if key not in known
-    )
-    if next(islice(unknown, MAX_UNKNOWN_FIELDS, None), None) is not None:
-        raise PydanticCustomError(
-            "too_many_fields", f"More than {MAX_UNKNOWN_FIELDS} unknown fields"
-        )
-
-
-class _ClosedObject(BaseModel):
-    """A request body object whose unknown fields are errors: a few are listed, many refused."""
 
     model_config = ConfigDict(extra="forbid")
+    # Fields a client may send back from what it read: accepted, and ignored.
+    ignored: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
     def known_fields(cls) -> Set[str]:
-        # Read-only fields are known: request bodies ignore them (RequestBody).
-        return cls.model_fields.keys() | READ_ONLY_FIELDS
+        return cls.model_fields.keys() | cls.ignored
 
     @model_validator(mode="before")
     @classmethod
     def _bounded(cls, data: Any) -> Any:
-        _refuse_too_many_unknown_fields([data], cls.known_fields())
-        return data
+        if not isinstance(data, dict):
+            return data
+        known, unknown, kept = cls.model_fields.keys(), 0, {}
+        for field, value in data.items():
+            if field in cls.ignored:
+                continue
+            if field not in known:
+                unknown += 1
+                if unknown > MAX_UNKNOWN_FIELDS:
+                    raise _too_many_unknown_fields()
+            kept[field] = value
+        return kept
 
 
 class RequestBody(_ClosedObject):
-    """Every create and update body: unknown fields are errors, read-only fields are ignored."""
+    """Every create and update body: unknown fields are errors, read-only fields are ignored
+    (the server owns them)."""
 
-    @model_validator(mode="before")
-    @classmethod
-    def _drop_read_only_fields(cls, data: Any) -> Any:
-        # A client may send back what it read; the server owns these, so they are ignored.
-        if isinstance(data, dict):
-            return {key: value for key, value in data.items() if key not in READ_ONLY_FIELDS}
-        return data
+    ignored = READ_ONLY_FIELDS
 
 
 class ProductCreate(RequestBody):
@@ -310,7 +309,12 @@ BULK_MAX_ITEMS = 1000
 def _bounded_batch(items: Any) -> Any:
     # Per item, the limit would still let a batch of 1000 carry 50 unknown fields each.
     if isinstance(items, list):
-        _refuse_too_many_unknown_fields(items, ProductCreate.known_fields())
+        known = ProductCreate.known_fields()
+        unknown = (
+            key for item in items if isinstance(item, dict) for key in item if key not in known
+        )
+        if next(islice(unknown, MAX_UNKNOWN_FIELDS, None), None) is not None:
+            raise _too_many_unknown_fields()
     return items
 
 

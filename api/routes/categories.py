@@ -14,7 +14,7 @@ from api import openapi, responses
 from api.idempotency import IdempotencyDep
 from api.pagination import page_response
 from api.routing import update_routes
-from dependencies.conditional import IfMatch, IfNoneMatch, none_match_versions
+from dependencies.conditional import IfMatch, IfNoneMatch
 from dependencies.database import ReadSessionDep, SessionDep
 from dependencies.writes import JSON_WRITE, WRITE
 from models.product import INT4_MAX
@@ -55,8 +55,9 @@ def create_category(
 ) -> Response:
     """Create a category."""
     category = crud.create_category(db, values=payload.model_dump())
+    location = request.app.url_path_for("read_category", category_id=category.id)
     return idempotency.keep(
-        responses.created(request, CategoryRead, category, "read_category", category_id=category.id)
+        responses.one(CategoryRead, category, status_code=201, location=location)
     )
 
 
@@ -64,11 +65,10 @@ def create_category(
     "/{category_id:int}", response_model=CategoryRead, responses=openapi.read_responses("category")
 )
 def read_category(
-    category_id: CategoryId, db: ReadSessionDep, if_none_match: IfNoneMatch = None
+    category_id: CategoryId, db: ReadSessionDep, if_none_match: IfNoneMatch
 ) -> Response:
     """Read one category."""
-    not_modified_at = none_match_versions(if_none_match)
-    return responses.current(CategoryRead, crud.get_category(db, category_id), not_modified_at)
+    return responses.current(CategoryRead, crud.get_category(db, category_id), if_none_match)
 
 
 @update_routes(

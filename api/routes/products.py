@@ -18,7 +18,7 @@ from api.openapi import (
 )
 from api.pagination import page_response
 from api.routing import update_routes
-from dependencies.conditional import IfMatch, IfNoneMatch, none_match_versions
+from dependencies.conditional import IfMatch, IfNoneMatch
 from dependencies.database import ReadSessionDep, SessionDep
 from dependencies.writes import JSON_WRITE, WRITE
 from models.product import INT4_MAX
@@ -79,8 +79,9 @@ def create_product(
 ) -> Response:
     """Create a product."""
     product = crud.create_product(db, values=payload.model_dump())
+    location = request.app.url_path_for("read_product", product_id=product.id)
     return idempotency.keep(
-        responses.created(request, ProductFields, product, "read_product", product_id=product.id)
+        responses.one(ProductFields, product, status_code=201, location=location)
     )
 
 
@@ -106,14 +107,13 @@ def create_products(
 def read_product(
     product_id: ProductId,
     db: ReadSessionDep,
-    if_none_match: IfNoneMatch = None,
+    if_none_match: IfNoneMatch,
     expand: ExpandParameter = None,
 ) -> Response:
     """Read one product."""
-    not_modified_at = none_match_versions(if_none_match)
     product = crud.get_product(db, product_id, with_category=expand == "category")
     schema = ProductRead if expand == "category" else ProductFields
-    return responses.current(schema, product, not_modified_at)
+    return responses.current(schema, product, if_none_match)
 
 
 @update_routes(

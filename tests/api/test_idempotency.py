@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from httpx2 import Response
-from sqlalchemy import Connection, event, func, insert, select, text
+from sqlalchemy import Connection, func, insert, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -451,33 +451,6 @@ def test_keyed_request_lock_ids_differ_by_caller_and_key() -> None:
 
     assert len(ids) == 4
     assert all(-(2**63) <= lock_id < 2**63 for lock_id in ids)
-
-
-@pytest.mark.postgres_only
-def test_the_claim_travels_with_the_writes_first_statement(
-    client: TestClient, connection: Connection
-) -> None:
-    sent: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        sent.append(statement)
-
-    event.listen(connection.engine, "before_cursor_execute", record)
-    try:
-        response = _post(client, "/products", TEE, "one-message")
-    finally:
-        event.remove(connection.engine, "before_cursor_execute", record)
-
-    assert response.status_code == 201
-    # The engine's listener (registered first) has put the claim before the product's INSERT:
-    # one message for both, then the answer kept. No round trip for the claim alone. (The
-    # savepoints are the test's: its session joins the test's transaction.)
-    sent = [statement for statement in sent if "SAVEPOINT" not in statement]
-    assert len(sent) == 2, sent
-    order = ["pg_advisory_xact_lock", "INSERT INTO idempotency_keys", "INSERT INTO products"]
-    assert all(part in sent[0] for part in order)
-    assert [sent[0].index(part) for part in order] == sorted(sent[0].index(p) for p in order)
-    assert sent[1].startswith("UPDATE idempotency_keys")
 
 
 # The contract in OpenAPI -----------------------------------------------------------------

@@ -141,8 +141,10 @@ def test_if_none_match_with_101_tags_is_400_before_the_row_is_read(
         ('"a,b", "1"', 304),  # a comma inside a tag belongs to the tag
         ('"7", , "1",', 304),  # empty list elements are allowed (RFC 9110 §5.6.1)
         ('W/"1"', 304),  # If-None-Match uses the weak comparison
-        ('"1" "7"', 200),  # not a list of two: no tag of ours
-        ('"1"x', 200),
+        ('"1" "7"', 400),  # not a list of entity tags (the contract: never ignored)
+        ('"1"x', 400),
+        ("1", 400),  # no quotes
+        ('"1', 400),  # a missing quote
         (", ".join(['"a,b"'] * 100) + ', "1"', 400),  # 101 tags, commas inside
         ("," * 10_000 + '"1"', 304),  # empty elements are no tags
     ],
@@ -197,3 +199,25 @@ def test_headers_over_64_kib_in_all_are_431_and_close_the_connection() -> None:
     assert headers[b"connection"] == b"close"
     assert b"65536" in body
     assert _answer_of_the_app(many[:60])[0] == 200
+
+
+@pytest.mark.parametrize("header", ["1", '"1', "W/1", '"1" "2"'])
+@pytest.mark.parametrize("method", ["PATCH", "DELETE"])
+def test_if_match_that_is_no_entity_tag_is_400_saying_how_to_write_one(
+    client: TestClient, make_product: MakeProduct, header: str, method: str
+) -> None:
+    product = make_product()
+
+    response = (
+        client.request(
+            method, f"/products/{product['id']}", headers={"If-Match": header}, json={"quantity": 1}
+        )
+        if method == "PATCH"
+        else client.request(method, f"/products/{product['id']}", headers={"If-Match": header})
+    )
+    after = client.get(f"/products/{product['id']}")
+
+    assert response.status_code == 400
+    assert response.headers["content-type"] == PROBLEM
+    assert '"3" or W/"3"' in response.json()["detail"]
+    assert after.json()["version"] == product["version"]  # nothing changed

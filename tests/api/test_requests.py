@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from sqlalchemy import create_engine, text
 
-from api.logs import JsonFormatter, TextFormatter
+from api.logs import JsonFormatter
 from api.problems import install_problem_handlers
 
 ONE_MIB = 1024 * 1024
@@ -171,19 +171,6 @@ def test_json_log_lines_carry_the_extras() -> None:
     assert entry["message"] == "GET /x"
     assert entry["request_id"] == "rid-1"
     assert (entry["route"], entry["status"], entry["level"]) == ("/x", 200, "info")
-
-
-@pytest.mark.parametrize("step", [0.25, 0.5, 1.0, 61.0], ids=lambda s: f"{s}s")
-def test_text_log_lines_read_as_the_standard_format_from_second_to_second(step: float) -> None:
-    ours = TextFormatter()
-    standard = logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
-    for number in range(12):
-        record = logging.makeLogRecord({"name": "catalog", "msg": "line %d", "args": (number,)})
-        record.created = 1_700_000_000.875 + number * step
-        record.msecs = (record.created % 1) * 1000
-        record.request_id = "rid-1"
-
-        assert ours.format(record) == standard.format(record)
 
 
 def test_metrics_count_requests_by_route_template_and_status(client: TestClient) -> None:
