@@ -15,8 +15,8 @@ from collections import Counter
 
 GROUPS = [
     (
-        "waiting for PostgreSQL in the event loop (wait callback, greenlet switches)",
-        r"database/concurrency|greenlet|(?<!fast)api/routing",
+        "waiting for PostgreSQL (psycopg2's wait callback, database/timeouts.py)",
+        r"database/timeouts",
     ),
     (
         "database: SQLAlchemy engine/pool/session + psycopg2",
@@ -32,7 +32,7 @@ GROUPS = [
     ),
     (
         "this service's middleware (request id, access log, metrics, limits)",
-        r"api/middleware|logging/|api/logs|prometheus_client|uuid|posixpath",
+        r"api/(context|limits|routing|cors)|logging/|api/logs|prometheus_client|uuid|posixpath",
     ),
     ("route body and serialising the response (pydantic)", r"pydantic|schemas/|api/routes/"),
     ("routing and the framework (Starlette/FastAPI)", r"starlette/|fastapi/"),
