@@ -36,20 +36,23 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN")
 
 
-def _limit_lock_waits(engine: Engine, settings: Settings) -> None:
-    """DB_LOCK_TIMEOUT_MS, `SET LOCAL` as each write transaction begins: a write that waits
-    longer for a row another holds gives up (503), and its waiters with it.
+def _limit_every_write(engine: Engine, settings: Settings) -> None:
+    """DB_STATEMENT_TIMEOUT_MS and DB_LOCK_TIMEOUT_MS, `SET LOCAL` as each write transaction
+    begins: PostgreSQL cancels a statement running longer, or waiting longer for a lock (503).
 
-    `SET LOCAL` lasts until its transaction ends, so it holds through PgBouncer in transaction
-    mode, where each transaction may run on another server connection; a session setting
-    (`SET`, or libpq's `options`, which PgBouncer refuses) would not follow the client. Reads
-    take no row locks. Statements are bounded on the client's side (database/timeouts.py).
+    `SET LOCAL` lasts until its transaction ends, so the limits hold through PgBouncer in
+    transaction mode, where each transaction may run on another server connection; a session
+    setting (`SET`, or libpq's `options`, which PgBouncer refuses) would not follow the client.
+    Reads autocommit, with no transaction to set them in: database/timeouts.py bounds them.
     """
-    limit = f"SET LOCAL lock_timeout = {settings.db_lock_timeout_ms}"
+    limits = (
+        f"SET LOCAL statement_timeout = {settings.db_statement_timeout_ms};"
+        f" SET LOCAL lock_timeout = {settings.db_lock_timeout_ms}"
+    )
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql(limit)
+        connection.exec_driver_sql(limits)
 
 
 def build_engine(database_url: str, settings: Settings, *, autocommit: bool = False) -> Engine:
@@ -92,7 +95,7 @@ def build_engine(database_url: str, settings: Settings, *, autocommit: bool = Fa
         },
     )
     if not autocommit:
-        _limit_lock_waits(engine, settings)
+        _limit_every_write(engine, settings)
     return engine
 
 

@@ -1,17 +1,22 @@
-"""Bounded time: no call to PostgreSQL waits longer than the service allows, on the client's side.
+"""Bounded time: no call to PostgreSQL waits longer than the service allows, on its own clock.
 
-A statement that runs longer than DB_STATEMENT_TIMEOUT_MS is cancelled, as PostgreSQL's own
-`statement_timeout` would cancel it (the request gets 503, `57014 query_canceled`), but the
-clock is ours: it holds for the reads of the autocommit engine (which have no transaction to
-`SET LOCAL` a setting in), through PgBouncer in transaction mode (which forwards the cancel),
-and for a `COMMIT` waiting on a synchronous standby. A connection still being set up gives up
-after DB_CONNECT_TIMEOUT.
+PostgreSQL bounds what it can: every write transaction runs with `statement_timeout` and
+`lock_timeout` (`SET LOCAL`, database/engine.py). But nothing on the server's side can end a
+wait for a server that does not answer at all (a stalled disk, a paused machine, a hung pooler:
+its kernel still accepts every byte), nor a read of the autocommit engine, which has no
+transaction to `SET LOCAL` a setting in. So the service keeps its own clock: a read not
+answered within DB_STATEMENT_TIMEOUT_MS, a write's statement not answered GRACE_S later (a
+server that is merely slow cancels it first: 57014, and the connection stays), or a connection
+not made within DB_CONNECT_TIMEOUT, is given up, and the request gets a 503.
 
 The mechanism is psycopg2's documented wait callback (`psycopg2.extensions.set_wait_callback`,
 "support for coroutine libraries"): with one installed, psycopg2 calls it whenever libpq would
-block, and it waits as `psycopg2.extras.wait_select` does, with a deadline. It is process-wide,
-so `main.lifespan` installs it while the app serves (`waiting_with_deadlines`); Alembic and
-scripts run psycopg2 as it runs by itself.
+block, and it waits as `psycopg2.extras.wait_select` does, with a deadline. When it gives up,
+psycopg2 closes the connection, and SQLAlchemy's pool drops it; the server ends the abandoned
+statement when it notices its client is gone. No cancel request is sent: libpq's waits for the
+server to read it, which a frozen server never does (and psycopg2 holds the GIL meanwhile).
+The callback is process-wide, so `main.lifespan` installs it while the app serves
+(`waiting_with_deadlines`); Alembic and scripts run psycopg2 as it runs by itself.
 """
 
 import functools
@@ -26,44 +31,44 @@ from psycopg2.extensions import POLL_OK, POLL_READ, POLL_WRITE, STATUS_SETUP
 
 from config import Settings
 
+# Past a write transaction's own statement_timeout: time for the server's cancel to arrive.
+GRACE_S = 2.0
+
 _EVENTS = {POLL_READ: select.POLLIN, POLL_WRITE: select.POLLOUT}
 
 
-def _ready(fileno: int, state: int, timeout: float | None) -> bool:
-    """Wait until libpq can go on; False if `timeout` seconds passed first."""
-    poller = select.poll()  # not select.select(): that fails on descriptors above 1023
-    poller.register(fileno, _EVENTS[state])
-    return bool(poller.poll(None if timeout is None else max(timeout, 0) * 1000))
-
-
-def wait_with_deadline(connection: Any, *, statement_s: float, connect_s: float) -> None:
-    """psycopg2's wait callback: `wait_select`, with DB_CONNECT_TIMEOUT while connecting and
-    DB_STATEMENT_TIMEOUT_MS (0: none) for a statement, which is then cancelled."""
+def wait_with_deadline(connection: Any, *, statement_s: float | None, connect_s: float) -> None:
+    """psycopg2's wait callback: `wait_select`, giving up after `connect_s` while connecting,
+    `statement_s` (None: never) for a read and GRACE_S more in a transaction."""
     connecting = connection.status == STATUS_SETUP
-    limit = connect_s if connecting else statement_s
-    deadline = time.monotonic() + limit if limit > 0 else None
+    if connecting:
+        limit: float | None = connect_s
+    elif statement_s is None or connection.autocommit:
+        limit = statement_s
+    else:
+        limit = statement_s + GRACE_S
+    deadline = None if limit is None else time.monotonic() + limit
     while True:
         state = connection.poll()
         if state == POLL_OK:
             return
         if state not in _EVENTS:
             raise psycopg2.OperationalError(f"bad state from poll: {state}")
-        timeout = None if deadline is None else deadline - time.monotonic()
-        if _ready(connection.fileno(), state, timeout):
-            continue
-        if connecting:
-            raise psycopg2.OperationalError("timeout expired while connecting to the server")
-        # As the server's statement_timeout would: it answers the statement with 57014.
-        connection.cancel()
-        deadline = None
+        poller = select.poll()  # not select.select(): that fails on descriptors above 1023
+        poller.register(connection.fileno(), _EVENTS[state])
+        timeout = None if deadline is None else max(deadline - time.monotonic(), 0) * 1000
+        if not poller.poll(timeout):
+            what = "connecting to the server" if connecting else "waiting for the server"
+            raise psycopg2.OperationalError(f"timeout expired after {limit:g} s {what}")
 
 
 @contextmanager
 def waiting_with_deadlines(settings: Settings) -> Iterator[None]:
     """While the block runs, every psycopg2 call of this process waits with a deadline."""
+    statement_ms = settings.db_statement_timeout_ms
     callback = functools.partial(
         wait_with_deadline,
-        statement_s=settings.db_statement_timeout_ms / 1000,
+        statement_s=statement_ms / 1000 if statement_ms else None,
         connect_s=max(settings.db_connect_timeout, 2),  # libpq's own minimum is 2 s
     )
     previous = psycopg2.extensions.get_wait_callback()  # a test may serve two apps at once

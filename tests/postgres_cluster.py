@@ -62,6 +62,17 @@ class PrivateCluster:
     def stop(self) -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
 
+    def signal_every_process(self, signal_number: int) -> None:
+        """SIGSTOP freezes the cluster (a stalled disk, a paused machine: its kernel still
+        accepts every byte, nothing answers); SIGCONT thaws it."""
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        children = subprocess.run(
+            ["pgrep", "-P", str(postmaster)], capture_output=True, text=True, check=False
+        ).stdout.split()
+        for pid in [postmaster, *map(int, children)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal_number)
+
 
 @contextmanager
 def private_cluster() -> Iterator[PrivateCluster]:

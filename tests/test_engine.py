@@ -129,35 +129,55 @@ def _session_value(connection: Connection, name: str) -> str:
     return str(row[0])
 
 
-def test_every_write_transaction_runs_with_the_lock_timeout_and_leaves_no_session_state(
+def test_every_write_transaction_runs_with_the_timeouts_and_leaves_no_session_state(
     bounded: Engine,
 ) -> None:
     """What a pooler in transaction mode needs: nothing stays behind on the server connection
     for the next client, and nothing depends on the startup parameters it may not pass on."""
     with bounded.connect() as connection:
-        in_a_transaction = connection.execute(text("SHOW lock_timeout")).scalar_one()
+        in_a_transaction = _limits(connection)
         connection.commit()
-        in_the_next_one = connection.execute(text("SHOW lock_timeout")).scalar_one()
+        in_the_next_one = _limits(connection)
         connection.commit()
-        session_value = _session_value(connection, "lock_timeout")
+        session_values = (
+            _session_value(connection, "statement_timeout"),
+            _session_value(connection, "lock_timeout"),
+        )
 
-    assert in_a_transaction == in_the_next_one == "567ms"
-    assert session_value == "0"
+    assert in_a_transaction == in_the_next_one == ("1234ms", "567ms")
+    assert session_values == ("0", "0")
     assert "options" not in bounded.dialect.create_connect_args(bounded.url)[1]
 
 
-def test_a_statement_past_the_timeout_is_cancelled(
-    bounded: Engine, bounded_reads: Engine, database_url: str
-) -> None:
-    with waiting_with_deadlines(_bounded_settings(database_url)):
-        for engine in (bounded, bounded_reads):
-            started = time.monotonic()
-            with engine.connect() as connection, pytest.raises(OperationalError) as raised:
-                connection.execute(text("SELECT pg_sleep(5)"))
-            elapsed = time.monotonic() - started
+def _limits(connection: Connection) -> tuple[str, str]:
+    statement = connection.execute(text("SHOW statement_timeout")).scalar_one()
+    lock = connection.execute(text("SHOW lock_timeout")).scalar_one()
+    return statement, lock
 
-            assert raised.value.orig.pgcode == "57014"  # type: ignore[union-attr]
-            assert elapsed < 4  # cancelled at 1.234 s, not the 5 s of the sleep
+
+def test_a_write_statement_past_the_timeout_is_cancelled_by_the_server(bounded: Engine) -> None:
+    with bounded.connect() as connection, pytest.raises(OperationalError) as raised:
+        connection.execute(text("SELECT pg_sleep(5)"))
+
+    assert raised.value.orig.pgcode == "57014"  # type: ignore[union-attr]
+    assert not raised.value.connection_invalidated  # the connection stays in the pool
+
+
+def test_a_read_past_the_timeout_is_given_up_by_the_service(
+    bounded_reads: Engine, database_url: str
+) -> None:
+    started = time.monotonic()
+    with (
+        waiting_with_deadlines(_bounded_settings(database_url)),
+        bounded_reads.connect() as connection,
+        pytest.raises(OperationalError) as raised,
+    ):
+        connection.execute(text("SELECT pg_sleep(10)"))
+    elapsed = time.monotonic() - started
+
+    assert "timeout expired" in str(raised.value.orig)
+    assert raised.value.connection_invalidated  # given up: the pool drops it
+    assert elapsed < 1.234 + 1.5  # a read has no server-side timeout to wait for
 
 
 def test_a_commit_the_synchronous_standby_did_not_confirm_fails(pool_of_one: Engine) -> None:

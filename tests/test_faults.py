@@ -256,3 +256,83 @@ def test_hostile_requests_get_the_contract_statuses(cluster: PrivateCluster) -> 
         assert {"etag", "location", "link", "x-total-count", "x-request-id"} <= exposed
         foreign = client.get("/products", headers={"Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in foreign.headers
+
+
+# A frozen database: every statement the service sends is bounded by its own clock.
+FROZEN_STATEMENT_MS = 1000
+# DB_STATEMENT_TIMEOUT_MS + its grace for a write (database/timeouts.py) + DB_POOL_TIMEOUT +
+# DB_CONNECT_TIMEOUT, plus a few seconds of slack for a busy machine.
+FROZEN_BOUND = FROZEN_STATEMENT_MS / 1000 + 2 + POOL_TIMEOUT + CONNECT_TIMEOUT + 3
+
+
+def test_a_frozen_database_is_503_within_the_bound_and_keyed_writes_land_once(
+    cluster: PrivateCluster,
+) -> None:
+    settings = {**FAST_FAILING, "db_statement_timeout_ms": str(FROZEN_STATEMENT_MS)}
+    with (
+        service_process(cluster.url, **settings) as service,
+        httpx.Client(base_url=service.base_url, timeout=60) as client,
+    ):
+        stocked = _create(client, "Stocked")
+        client.post(f"/products/{stocked['id']}/stock", json={"delta": 100}).raise_for_status()
+        writes = [(f"frozen-{i}", f"Frozen {i}") for i in range(6)]
+        takes = [f"take-{i}" for i in range(4)]
+
+        def create(key: str, name: str) -> tuple[httpx.Response, float]:
+            headers = {"Idempotency-Key": key}
+            return _timed(
+                client, "POST", "/products", json={"name": name, "price": 3}, headers=headers
+            )
+
+        def take(key: str) -> tuple[httpx.Response, float]:
+            path = f"/products/{stocked['id']}/stock"
+            return _timed(
+                client, "POST", path, json={"delta": -1}, headers={"Idempotency-Key": key}
+            )
+
+        cluster.signal_every_process(signal.SIGSTOP)
+        try:
+            with ThreadPoolExecutor(max_workers=16) as pool:
+                answers = [pool.submit(create, key, name) for key, name in writes]
+                answers += [pool.submit(take, key) for key in takes]
+                answers += [pool.submit(_timed, client, "GET", "/products") for _ in range(4)]
+                answers.append(pool.submit(_timed, client, "GET", "/health/ready"))
+                time.sleep(1)
+                health, health_elapsed = _timed(client, "GET", "/health")
+                frozen = [answer.result(timeout=2 * FROZEN_BOUND) for answer in answers]
+            # Held a while longer than any answer took: the cluster did not thaw meanwhile.
+            time.sleep(1)
+        finally:
+            cluster.signal_every_process(signal.SIGCONT)
+
+        assert health.status_code == 200 and health_elapsed < 1
+        for response, elapsed in frozen:
+            assert response.status_code == 503, response.text
+            assert int(response.headers["retry-after"]) > 0
+            assert response.headers["content-type"] == "application/problem+json"
+            assert elapsed <= FROZEN_BOUND, f"answered after {elapsed:.2f} s"
+
+        thawed = time.monotonic()
+        while client.get("/health/ready").status_code != 200:
+            assert time.monotonic() - thawed < 15, "not ready 15 s after the database thawed"
+            time.sleep(0.2)
+        # The clients retry under their keys: every write is done, and done once.
+        for key, name in writes:
+            assert create(key, name)[0].status_code == 201
+        for key in takes:
+            assert take(key)[0].status_code == 200
+        for key, name in writes:  # a second retry replays
+            replay = create(key, name)[0]
+            assert replay.headers["idempotent-replayed"] == "true"
+
+    engine = create_engine(cluster.url)
+    with engine.connect() as connection:
+        names = connection.execute(
+            text("SELECT name, count(*) FROM products WHERE name LIKE 'Frozen %' GROUP BY name")
+        ).all()
+        quantity = connection.execute(
+            text("SELECT quantity FROM products WHERE id = :id"), {"id": stocked["id"]}
+        ).scalar_one()
+    engine.dispose()
+    assert sorted(names) == sorted((name, 1) for _key, name in writes)
+    assert quantity == 100 - len(takes)

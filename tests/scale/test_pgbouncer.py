@@ -254,19 +254,23 @@ def test_a_lock_wait_ends_in_503_not_a_hang(service: str, direct_url: str) -> No
     assert after["version"] == 1
 
 
-def test_the_statement_timeout_cancels_through_pgbouncer(bouncer_url: str) -> None:
+def test_the_statement_timeout_holds_through_pgbouncer(bouncer_url: str) -> None:
+    """A write's statement is cancelled by the server (its SET LOCAL came through); a read,
+    autocommit, is given up by the service's own clock (database/timeouts.py)."""
     writes, reads = _engines(bouncer_url, db_statement_timeout_ms=200)
     settings = Settings(database_url=bouncer_url, db_statement_timeout_ms=200)
     try:
-        for engine in (writes, reads):
-            with (
-                waiting_with_deadlines(settings),
-                engine.connect() as connection,
-                pytest.raises(OperationalError) as raised,
-            ):
-                connection.execute(text("SELECT pg_sleep(5)"))
-
-            assert raised.value.orig.pgcode == "57014"  # type: ignore[union-attr]
+        with writes.connect() as connection, pytest.raises(OperationalError) as cancelled:
+            connection.execute(text("SELECT pg_sleep(5)"))
+        with (
+            waiting_with_deadlines(settings),
+            reads.connect() as connection,
+            pytest.raises(OperationalError) as given_up,
+        ):
+            connection.execute(text("SELECT pg_sleep(5)"))
     finally:
         reads.dispose()
         writes.dispose()
+
+    assert cancelled.value.orig.pgcode == "57014"  # type: ignore[union-attr]
+    assert "timeout expired" in str(given_up.value.orig)
