@@ -1,11 +1,14 @@
 """Settings: every knob the service reads from the environment (and `.env`), in one place."""
 
+import difflib
+import os
 import re
 import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
+from dotenv import dotenv_values
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
@@ -46,7 +49,7 @@ def _from_multihost(match: re.Match[str]) -> URL:
             )
         hosts.append(parsed["ipv6"] or parsed["host"])
         ports.append(parsed["port"] or "")
-    url = make_url(match["head"] + match["tail"])
+    url = _parsed(match["head"] + match["tail"])
     if "host" in url.query or "port" in url.query:
         raise ValueError("lists hosts both before the database name and in ?host= or ?port=")
     query = {"host": ",".join(hosts)}
@@ -55,23 +58,38 @@ def _from_multihost(match: re.Match[str]) -> URL:
     return url.update_query_dict(query)
 
 
+def _parsed(raw: str) -> URL:
+    try:
+        return make_url(raw)
+    except ValueError:  # SQLAlchemy's int() of a port that is not a number
+        raise ValueError("has a port that is not a number (expected e.g. host:5432)") from None
+
+
 def normalize_database_url(raw: str) -> str:
     """Parse a database URL, pin PostgreSQL to psycopg2, and fail with one readable sentence.
 
     A libpq multi-host URL (`postgresql://user@h1:5432,h2:5432/db?target_session_attrs=...`,
     for failover) becomes the form SQLAlchemy parses, with the same hosts, ports and options.
     """
+    multihost = _MULTIHOST_URL.fullmatch(raw.strip())
     try:
-        multihost = _MULTIHOST_URL.fullmatch(raw.strip())
         if multihost is not None and multihost["head"].startswith("postgres"):
             url = _from_multihost(multihost)
         else:
-            url = make_url(raw.strip())
+            url = _parsed(raw.strip())
     except ArgumentError:
         raise ValueError(
             "is not a database URL (expected e.g. postgresql://user:password@host:5432/dbname"
             " or sqlite:///./catalog.db)"
         ) from None
+    if url.port is not None and not 0 < url.port < 65536:
+        raise ValueError(f"has port {url.port}, outside 1-65535")
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        # SQLite makes its file (and its WAL beside it) in this directory: a permanent fault,
+        # never one to answer with 503s.
+        directory = Path(url.database).resolve().parent
+        if not directory.is_dir() or not os.access(directory, os.W_OK | os.X_OK):
+            raise ValueError(f"names a SQLite file in {directory}, not a writable directory")
     if url.drivername in _PSYCOPG2_ALIASES:
         url = url.set(drivername="postgresql+psycopg2")
     try:
@@ -153,6 +171,23 @@ class Settings(BaseSettings):
     @classmethod
     def _lowercase_log_level(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+
+def misspelt_keys(env_file: Path = Path(".env")) -> dict[str, str]:
+    """Keys of `.env` that are no setting but look like one: {key: the setting it resembles}.
+
+    pydantic-settings ignores unknown keys (other tools share the file), so `DATABSE_URL=...`
+    would silently leave the service on SQLite; the start-up log names it instead.
+    """
+    if not env_file.is_file():
+        return {}
+    known = [name.upper() for name in Settings.model_fields]
+    found = {}
+    for key in dotenv_values(env_file):
+        close = difflib.get_close_matches(key.upper(), known, n=1, cutoff=0.8)
+        if close and key.upper() not in known:
+            found[key] = close[0]
+    return found
 
 
 @lru_cache

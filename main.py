@@ -24,7 +24,7 @@ from api.problems import install_problem_handlers
 from api.replica import install_replica
 from api.routes import categories, products, service
 from api.routing import RoutingMiddleware
-from config import PROJECT_DIR, get_settings
+from config import PROJECT_DIR, get_settings, misspelt_keys
 from crud.health import required_revision, schema_revision
 from database.engine import engine, read_engine
 from database.session import ReadSessionLocal
@@ -35,6 +35,8 @@ __version__ = "0.1.0"
 settings = get_settings()
 configure_logging(settings)
 logger = logging.getLogger("catalog")
+for key, setting in misspelt_keys().items():
+    logger.warning(".env sets %s, which is no setting: did you mean %s?", key, setting)
 
 
 def report_database() -> None:

@@ -10,7 +10,6 @@ the HTTP server". Any ASGI server running `main:app` still works for development
 import logging
 import os
 import signal
-import sys
 import tempfile
 import threading
 from collections.abc import Callable
@@ -25,7 +24,7 @@ from granian.server import MPServer
 
 from api.draining import DRAIN_FILE_VARIABLE
 from api.logs import configure_logging
-from config import MAX_HEADER_BYTES, PROJECT_DIR, Settings, get_settings
+from config import MAX_HEADER_BYTES, Settings, get_settings
 
 # A client that has not sent its whole request head by then is cut off.
 HEADER_READ_TIMEOUT_MS = 10_000
@@ -58,7 +57,6 @@ def build_server(settings: Settings, run_directory: Path) -> MPServer:
         # the server instead of respawning forever (granian's crash-loop check).
         respawn_failed_workers=True,
         workers_kill_timeout=WORKERS_KILL_TIMEOUT_S,
-        working_dir=PROJECT_DIR,
     )
     if settings.shutdown_drain_s > 0:
         server.on_startup(lambda: _drain_first_on_sigterm(settings, run_directory / "draining"))
@@ -88,17 +86,15 @@ def _drain_first_on_sigterm(settings: Settings, drain_file: Path) -> None:
 
 def _metrics_directory(default: Path) -> Path:
     """Where the workers keep their metrics: PROMETHEUS_MULTIPROC_DIR if it names one (emptied
-    of an earlier run's files, which would count on), else `default`, made here."""
+    of an earlier run's files, which would count on; api/metrics.py has checked it exists),
+    else `default`, made here."""
     named = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not named:
         default.mkdir()
         return default
-    directory = Path(named)
-    if not directory.is_dir():
-        sys.exit(f"catalog: PROMETHEUS_MULTIPROC_DIR={named} is not a directory: create it")
-    for stale in directory.glob("*.db"):
+    for stale in Path(named).glob("*.db"):
         stale.unlink()
-    return directory
+    return Path(named)
 
 
 def serve() -> None:

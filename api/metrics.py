@@ -8,6 +8,7 @@ writes its metrics to files of its own in that directory, and whichever worker a
 
 import glob
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +34,9 @@ from sqlalchemy.pool import QueuePool
 # (never from `.env`, which it does not see) when it was imported just above: its mode was
 # decided then, for the life of the process.
 MULTIPROCESS_DIRECTORY = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if MULTIPROCESS_DIRECTORY is not None and not os.path.isdir(MULTIPROCESS_DIRECTORY):
+    # Every metric below would fail to open its file: say it in one line, and stop.
+    sys.exit(f"catalog: PROMETHEUS_MULTIPROC_DIR={MULTIPROCESS_DIRECTORY} is not a directory")
 
 HTTP_REQUESTS = Counter(
     "catalog_http_requests_total", "HTTP requests answered.", ["method", "route", "status"]

@@ -26,6 +26,9 @@ _MAX_LOC_PART = 100
 # PostgreSQL's SQLSTATEs for a statement cancelled by DB_STATEMENT_TIMEOUT_MS (or a cancel
 # request) and a lock wait cut off by DB_LOCK_TIMEOUT_MS: the database is busy, not broken.
 _TIMED_OUT = {"57014": "query_canceled", "55P03": "lock_not_available"}
+# PostgreSQL's SQLSTATEs for a table or column that does not exist: a database that was never
+# migrated, or not to this release. Nothing changes until someone migrates: never a 500.
+_MISSING_SCHEMA = {"42P01", "42703"}
 
 logger = logging.getLogger("catalog.errors")
 
@@ -65,6 +68,9 @@ def _describe(loc: tuple[Any, ...]) -> str:
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+    if exc.status_code == HTTPStatus.NOT_FOUND and detail == "Not Found":
+        # Routing found nothing (`/products/abc`: an id is a number from 1 to 2147483647).
+        detail = f"Nothing is at {request.url.path}"
     headers = dict(exc.headers or {})
     if exc.status_code == HTTPStatus.METHOD_NOT_ALLOWED:
         # The route that refused names only its own methods; the path may have more routes.
@@ -137,9 +143,22 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
         POOL_TIMEOUTS.inc()
         return _database_unavailable(request)
     assert isinstance(exc, sa_exc.DBAPIError)
-    timed_out = _TIMED_OUT.get(getattr(exc.orig, "pgcode", None) or "")
+    # The driver's own first line: SQLAlchemy's text adds the SQL and a link, over many lines.
+    reason = str(exc.orig).strip().split("\n", 1)[0]
+    pgcode = getattr(exc.orig, "pgcode", None) or ""
+    if pgcode in _MISSING_SCHEMA or reason.startswith(("no such table", "no such column")):
+        logger.error("the database is not migrated to this release: %s", reason)
+        DATABASE_ERRORS.labels("schema").inc()
+        return problem(
+            request,
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            "The database is not migrated to this release's schema: run migrations"
+            " (alembic upgrade head)",
+            headers={"Retry-After": "30"},
+        )
+    timed_out = _TIMED_OUT.get(pgcode)
     if timed_out:
-        logger.warning("%s on %s %s: %s", timed_out, request.method, request.url.path, exc.orig)
+        logger.warning("%s on %s %s: %s", timed_out, request.method, request.url.path, reason)
         DATABASE_ERRORS.labels("timeout").inc()
         return _database_unavailable(
             request, "The database did not answer in time; try again shortly"
@@ -147,11 +166,13 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     if exc.connection_invalidated or isinstance(
         exc, sa_exc.OperationalError | sa_exc.InterfaceError
     ):
-        logger.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+        logger.warning(
+            "database unavailable on %s %s: %s", request.method, request.url.path, reason
+        )
         DATABASE_ERRORS.labels("unavailable").inc()
         return _database_unavailable(request)
     if isinstance(exc, sa_exc.DataError):
-        logger.info("value rejected by the database: %s", exc)
+        logger.info("value rejected by the database: %s", reason)
         DATABASE_ERRORS.labels("data").inc()
         return problem(
             request,
@@ -159,7 +180,7 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
             "A value is outside what the database can store",
         )
     if isinstance(exc, sa_exc.IntegrityError):
-        logger.info("constraint violation: %s", exc)
+        logger.info("constraint violation: %s", reason)
         DATABASE_ERRORS.labels("integrity").inc()
         return problem(request, HTTPStatus.CONFLICT, "The change conflicts with existing data")
     DATABASE_ERRORS.labels("other").inc()

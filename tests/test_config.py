@@ -193,14 +193,16 @@ def _run(*arguments: str, **environment: str) -> subprocess.CompletedProcess[str
     ("url", "message"),
     [
         ("not a url", "DATABASE_URL"),
-        ("postgresql://user@host:notaport/db", "DATABASE_URL"),
+        ("postgresql://user@host:notaport/db", "has a port that is not a number"),
+        ("postgresql://user@host:99999/db", "has port 99999, outside 1-65535"),
+        ("sqlite:////no/such/directory/catalog.db", "not a writable directory"),
         ("postgresql://user@db1:5442,db2:x/db", "host list entry 'db2:x'"),
         ("mysteriousdb://host/db", "unknown database driver"),
         ("mysql://user@host/db", "needs the driver module 'MySQLdb'"),
     ],
 )
 def test_malformed_database_url_stops_startup_with_one_clear_line(url: str, message: str) -> None:
-    result = _run("-c", "import main", DATABASE_URL=url)
+    result = _run("main.py", DATABASE_URL=url)  # the production entry point
 
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
@@ -250,3 +252,31 @@ def test_psycopg2_is_the_driver_that_runs(engine: Engine) -> None:
     # psycopg2's connection, or the engine's subclass of it (ConfirmedCommitConnection).
     assert isinstance(dbapi_connection, psycopg2.extensions.connection)
     assert server_version
+
+
+def test_a_misspelt_key_in_dotenv_is_named_at_start_up(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("DATABSE_URL=postgresql://db.example/shop\nEDITOR=vi\n")
+
+    result = subprocess.run(
+        [sys.executable, "-c", "import main"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_DIR), "DATABASE_URL": "sqlite://"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "no setting" in line]
+    assert len(warnings) == 1, result.stderr  # EDITOR looks like no setting of ours
+    assert "DATABSE_URL" in warnings[0] and "did you mean DATABASE_URL?" in warnings[0]
+
+
+def test_a_missing_metrics_directory_stops_the_server_with_one_line(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-directory"
+    result = _run("main.py", DATABASE_URL="sqlite://", PROMETHEUS_MULTIPROC_DIR=str(missing))
+
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines == [f"catalog: PROMETHEUS_MULTIPROC_DIR={missing} is not a directory"]
+    assert "Traceback" not in result.stderr

@@ -2,6 +2,7 @@
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -9,8 +10,11 @@ from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 import crud.products
+from config import Settings
+from database.engine import build_engine
 from dependencies.database import get_database_session, get_read_session
 from main import app
+from tests.databases import ON_POSTGRES, fresh_postgres_database
 
 PROBLEM = "application/problem+json"
 
@@ -24,7 +28,7 @@ def test_unknown_path_is_404_problem(client: TestClient) -> None:
         "type": "about:blank",
         "title": "Not Found",
         "status": 404,
-        "detail": "Not Found",
+        "detail": "Nothing is at /no/such/thing",
         "instance": "/no/such/thing",
     }
 
@@ -133,3 +137,61 @@ def test_health_stays_200_when_database_is_unreachable() -> None:
 
     assert response.status_code == 200
     assert response.json() == {"status": "healthy"}
+
+
+@pytest.fixture
+def never_migrated(tmp_path: Path) -> Iterator[str]:
+    """An empty database of this run's kind."""
+    if ON_POSTGRES:
+        with fresh_postgres_database("catalog_empty") as url:
+            yield url
+    else:
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+
+
+def test_a_database_that_was_never_migrated_is_503_saying_to_run_migrations(
+    never_migrated: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    empty = build_engine(never_migrated, Settings(database_url=never_migrated))
+
+    def unmigrated() -> Iterator[Session]:
+        with Session(empty) as session:
+            yield session
+
+    app.dependency_overrides[get_read_session] = unmigrated
+    app.dependency_overrides[get_database_session] = unmigrated
+    try:
+        with TestClient(app) as probe:
+            listing = probe.get("/products")
+            created = probe.post("/products", json={"name": "Tee", "price": 1})
+    finally:
+        app.dependency_overrides.clear()
+        empty.dispose()
+
+    for response in (listing, created):
+        assert response.status_code == 503
+        assert response.headers["retry-after"]
+        assert "run migrations" in response.json()["detail"]
+    logged = [r for r in caplog.records if r.name == "catalog.errors"]
+    assert logged and all("\n" not in r.getMessage() for r in logged)  # one line per event
+
+
+def test_a_json_patch_is_415_naming_the_formats_taken(client: TestClient) -> None:
+    product = client.post("/products", json={"name": "Tee", "price": 1}).json()
+
+    response = client.patch(
+        f"/products/{product['id']}",
+        content=b'[{"op": "replace", "path": "/price", "value": 2}]',
+        headers={"Content-Type": "application/json-patch+json"},
+    )
+    merge = client.patch(
+        f"/products/{product['id']}",
+        content=b'{"price": 3}',
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+
+    assert response.status_code == 415
+    assert response.headers["content-type"] == PROBLEM
+    detail = response.json()["detail"]
+    assert "application/json" in detail and "application/merge-patch+json" in detail
+    assert merge.status_code == 200 and merge.json()["price"] == 3

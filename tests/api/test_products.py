@@ -135,11 +135,16 @@ def test_read_missing_product_returns_404_problem(client: TestClient) -> None:
 def test_read_product_with_id_outside_int4_is_4xx_not_500(
     client: TestClient, product_id: str, status: int
 ) -> None:
-    # Digits that are out of range are an invalid id (422); anything else is no product path.
+    # Digits that are out of range are an invalid id (422 naming it); anything else is no
+    # product path (404 saying so): docs/api.md, "Product ids".
     response = client.get(f"/products/{product_id}")
 
     assert response.status_code == status
     assert response.headers["content-type"] == PROBLEM
+    if status == 422:
+        assert response.json()["errors"][0]["loc"] == ["path", "product_id"]
+    else:
+        assert response.json()["detail"] == f"Nothing is at /products/{product_id}"
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE"])
