@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/catalog_test
 
 .DEFAULT_GOAL := help
-.PHONY: help install run migrate test test-sqlite test-postgres test-scale lint format bench bench-listing openapi screenshot
+.PHONY: help install run migrate seed clean test-notice test test-sqlite test-postgres test-scale lint format bench bench-listing openapi screenshot
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -31,7 +31,19 @@ run: $(VENV)/.runtime-installed ## Apply migrations, then serve the API on HOST:
 migrate: $(VENV)/.runtime-installed ## Apply migrations to DATABASE_URL
 	$(BIN)/alembic upgrade head
 
-test: test-sqlite test-postgres test-scale ## Run the test suite on SQLite, then on PostgreSQL, then scaling out
+seed: migrate ## Add a small demo catalog to DATABASE_URL (again: adds nothing)
+	$(BIN)/python seed.py
+
+clean: ## Remove the local SQLite database and the caches (not .venv)
+	rm -f catalog.db catalog.db-wal catalog.db-shm
+	rm -rf .pytest_cache .mypy_cache .ruff_cache
+	find . -name __pycache__ -not -path './.venv/*' -prune -exec rm -rf {} +
+
+test: test-notice test-sqlite test-postgres test-scale ## Run the test suite on SQLite, then on PostgreSQL, then scaling out
+
+test-notice:
+	@echo "make test: installs PgBouncer and HAProxy from Debian's packages if missing (apt-get)," \
+	  "and drops and re-creates the database of PG_TEST_URL ($(PG_TEST_URL)) and others beside it."
 
 test-sqlite: $(VENV)/.dev-installed ## Run the test suite on SQLite (in memory)
 	$(BIN)/python -m pytest
