@@ -33,7 +33,7 @@ class ConfirmedCommitConnection(Psycopg2Connection):
     def commit(self) -> None:
         self.notices.clear()
         super().commit()
-        unconfirmed = any(_COMMITTED_ON_THE_PRIMARY_ALONE in notice for notice in self.notices)
+        unconfirmed = _COMMITTED_ON_THE_PRIMARY_ALONE in "".join(self.notices)
         self.notices.clear()
         if unconfirmed:
             raise StandbyUnconfirmed(
