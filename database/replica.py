@@ -55,12 +55,6 @@ def primary_position(connection: Connection) -> int:
     return lsn
 
 
-def replayed_position(connection: Connection) -> int | None:
-    """How far the replica has replayed the primary's log; None if it is not replaying."""
-    value = connection.execute(_REPLAYED_POSITION).scalar_one()
-    return None if value is None else parse_lsn(value)
-
-
 @dataclass(frozen=True)
 class ReplicaStatus:
     """What `/health/ready` says of the replica: its state and how stale it may be."""
@@ -117,10 +111,9 @@ class ReplicaMonitor:
         staleness = self.staleness()
         if self._replayed is None:
             return ReplicaStatus("down", None)
-        lag = None if staleness is None else round(staleness, 3)
         if staleness is None or staleness > self.max_lag_s:
-            return ReplicaStatus("lagging", lag)
-        return ReplicaStatus("streaming", lag)
+            return ReplicaStatus("lagging", None if staleness is None else round(staleness, 3))
+        return ReplicaStatus("streaming", round(staleness, 3))
 
     def record_primary(self, when: float, lsn: int) -> None:
         """The primary's LSN as asked for at `when`: past every commit returned by then."""
@@ -157,7 +150,8 @@ class ReplicaMonitor:
             logger.debug("could not read the primary's WAL position: %s", exc)
         try:
             with self.replica.connect() as connection:
-                replayed = replayed_position(connection)
+                value = connection.execute(_REPLAYED_POSITION).scalar_one()
+            replayed = None if value is None else parse_lsn(value)
         except SQLAlchemyError as exc:
             logger.debug("could not read the replica's replay position: %s", exc)
         return asked_at, primary_lsn, replayed
