@@ -192,20 +192,14 @@ def create_responses(why: Mapping[int, str]) -> dict[int | str, dict[str, Any]]:
 
 
 def read_responses(resource: str) -> dict[int | str, dict[str, Any]]:
+    why = {400: "`If-None-Match` names more than 100 entity tags."}
     return {
         200: {"description": f"The {resource}.", "headers": ETAG_HEADER},
         304: {
             "description": "Not Modified: `If-None-Match` names the current ETag.",
             "headers": ETAG_HEADER,
         },
-        **problem_responses(
-            400,
-            404,
-            422,
-            503,
-            resource=resource,
-            why={400: "`If-None-Match` names more than 100 entity tags."},
-        ),
+        **problem_responses(400, 404, 422, 503, resource=resource, why=why),
     }
 
 

@@ -66,8 +66,7 @@ def _digest(binding: bytes, payload: bytes) -> bytes:
 
 def encode_cursor(values: Sequence[Any], binding: bytes) -> str:
     payload = json.dumps([_jsonable(value) for value in values], separators=(",", ":")).encode()
-    digest = _digest(binding, payload)
-    return base64.urlsafe_b64encode(digest + payload).rstrip(b"=").decode()
+    return base64.urlsafe_b64encode(_digest(binding, payload) + payload).rstrip(b"=").decode()
 
 
 def decode_cursor(token: str, binding: bytes, keys: Sequence[SortKey]) -> list[Any]:
