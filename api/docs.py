@@ -1,10 +1,5 @@
-"""`/docs` (Swagger UI) and `/redoc` that work with no internet access.
-
-FastAPI's default pages load their JavaScript and CSS from a CDN, their favicon from FastAPI's
-site and ReDoc's fonts from Google. This follows FastAPI's "Custom Docs UI Static Assets
-(Self-Hosting)" recipe instead: every asset comes from the pinned `fastapi-offline` package
-(Swagger UI 5.32.6 and ReDoc 2.5.3, as files), served by this service.
-"""
+"""`/docs` (Swagger UI) and `/redoc` with no internet access: FastAPI's "Self-Hosting" recipe,
+with the assets of the pinned `fastapi-offline` package instead of a CDN's."""
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import (
@@ -18,13 +13,10 @@ from fastapi.staticfiles import StaticFiles
 DOCS_URL = "/docs"
 REDOC_URL = "/redoc"
 ASSETS_URL = "/static/docs"
-# Only the package's files are used (not its `FastAPIOffline` app factory), so the routes below
-# stay FastAPI's documented ones.
+# Only the package's files, not its app factory: the routes below stay FastAPI's own.
 ASSETS_PACKAGE = ("fastapi_offline", "static")
-# The bundles reach out on their own too (ReDoc 2 always loads its footer logo from
-# cdn.redoc.ly), so the pages tell the browser to load nothing from any other origin. The inline
-# script and styles are FastAPI's page templates and ReDoc's styled-components; ReDoc runs its
-# search index in a blob: worker; Swagger UI's icons are data: images.
+# The bundles reach out on their own too (ReDoc's footer logo): nothing from another origin.
+# Inline: FastAPI's templates and ReDoc's styles; blob: ReDoc's search worker; data: icons.
 CONTENT_SECURITY_POLICY = "; ".join(
     [
         "default-src 'self'",
@@ -50,7 +42,7 @@ def install_offline_docs(app: FastAPI) -> None:
 
     @app.get(DOCS_URL, include_in_schema=False)
     async def swagger_ui_html(request: Request) -> HTMLResponse:
-        root = _root_path(request)
+        root = request.scope.get("root_path", "").rstrip("/")  # a proxy's prefix
         return _same_origin_only(
             get_swagger_ui_html(
                 openapi_url=root + openapi_url,
@@ -72,7 +64,7 @@ def install_offline_docs(app: FastAPI) -> None:
 
     @app.get(REDOC_URL, include_in_schema=False)
     async def redoc_html(request: Request) -> HTMLResponse:
-        root = _root_path(request)
+        root = request.scope.get("root_path", "").rstrip("/")
         return _same_origin_only(
             get_redoc_html(
                 openapi_url=root + openapi_url,
@@ -87,9 +79,3 @@ def install_offline_docs(app: FastAPI) -> None:
 def _same_origin_only(page: HTMLResponse) -> HTMLResponse:
     page.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     return page
-
-
-def _root_path(request: Request) -> str:
-    """The prefix a proxy mounts the app under, as FastAPI's own docs routes use it."""
-    root_path: str = request.scope.get("root_path", "")
-    return root_path.rstrip("/")

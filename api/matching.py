@@ -1,10 +1,7 @@
-"""Which of the app's routes a request's path leads to, asked of the routes themselves.
+"""Which routes a request's path leads to, asked of the routes' own `matches()` in routing order.
 
-Routing leaves the route it chose in `scope["route"]` only for FastAPI's own routes; the
-OpenAPI document's route, the docs' static files (a mount) and unmatched paths leave nothing
-there. And a route that refuses a method (405) names only its own methods, not those of the
-other routes on the same path. Both answers come from the routes' own `matches()`, tried in
-routing order, so they are the answers routing itself gives, for every route present and future.
+Routing leaves `scope["route"]` only for FastAPI's own routes, and a 405 names only the methods
+of one route, not of every route on the path: asking the routes gives routing's own answers.
 """
 
 from collections.abc import Iterable, Sequence
@@ -39,11 +36,8 @@ def route_for(routes: Sequence[BaseRoute], scope: Scope) -> BaseRoute | None:
 
 
 def allowed_methods(routes: Sequence[BaseRoute], scope: Scope) -> list[str] | None:
-    """Every method some route answers on this path, sorted; HEAD wherever GET.
-
-    None when the path leads into a mounted app: its methods are its own business, and it names
-    them in its own 405 (Starlette's static files do).
-    """
+    """Every method some route answers on this path, sorted; HEAD wherever GET; None when the
+    path leads into a mounted app, which names its methods in its own 405."""
     allowed = set()
     for method in _METHODS:
         route = _first(routes, _probe(scope, method), Match.FULL)

@@ -1,10 +1,6 @@
-"""Prometheus metrics: requests and latency by route template, the pool, database errors.
+"""Prometheus metrics: requests and latency by route template, the pools, database errors.
 
-One process, or one instance of several worker processes: with `PROMETHEUS_MULTIPROC_DIR`
-set, prometheus_client runs in its multiprocess mode (docs/scaling.md). Every worker then
-writes its metrics to files of its own in that directory, and whichever worker answers
-`/metrics` reads and adds up all of them.
-"""
+With `PROMETHEUS_MULTIPROC_DIR` set, each worker writes files there and a scrape adds them up."""
 
 import glob
 import os
@@ -30,9 +26,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 from sqlalchemy.pool import QueuePool
 
-# Where this process's metrics live, read from the environment as prometheus_client read it
-# (never from `.env`, which it does not see) when it was imported just above: its mode was
-# decided then, for the life of the process.
+# Read from the environment, as prometheus_client did on import (it never sees `.env`).
 MULTIPROCESS_DIRECTORY = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 if MULTIPROCESS_DIRECTORY is not None and not os.path.isdir(MULTIPROCESS_DIRECTORY):
     # Every metric below would fail to open its file: say it in one line, and stop.
@@ -60,8 +54,7 @@ POOL_TIMEOUTS = Counter(
 
 @cache  # one entry per series seen, as the metrics themselves keep one child per series
 def _http_series(method: str, route: str, status: int) -> tuple[Counter, Histogram]:
-    # `labels()` validates and locks on every call; the children it returns are for keeps.
-    # Whoever removes series (`HTTP_REQUESTS.clear()`, `.remove(...)`) must also call
+    # `labels()` validates and locks on every call. Whoever removes series must also call
     # `_http_series.cache_clear()`, or later requests count into children no longer exported.
     return HTTP_REQUESTS.labels(method, route, status), HTTP_LATENCY.labels(method, route, status)
 
@@ -89,10 +82,8 @@ def _pool_readings(engines: dict[str, Engine]) -> Iterator[tuple[str, str, int]]
         size, checked_out, idle = pool.size(), pool.checkedout(), pool.checkedin()
         # Not QueuePool.overflow(): that counts up from -size, negative until the pool fills.
         overflow = max(0, checked_out + idle - size)
-        yield "size", label, size
-        yield "checked_out", label, checked_out
-        yield "idle", label, idle
-        yield "overflow", label, overflow
+        for name, value in zip(_POOL_GAUGES, (size, checked_out, idle, overflow), strict=True):
+            yield name, label, value
 
 
 class _QueuePoolsCollector(Collector):
@@ -113,31 +104,24 @@ class _QueuePoolsCollector(Collector):
 
 
 # One collector per registry (a test's own, or the default one).
-_collectors: list[tuple[CollectorRegistry, _QueuePoolsCollector]] = []
+_collectors: dict[CollectorRegistry, _QueuePoolsCollector] = {}
 
 
 def register_pool_metrics(
     engine: Engine, registry: CollectorRegistry = REGISTRY, *, pool: str = "write"
 ) -> None:
-    """Gauge `engine`'s pool, labelled `pool`, if it is a QueuePool, the one pool a size
-    applies to. PostgreSQL's pools are sized from the settings, a SQLite file gets
-    SQLAlchemy's default one; an in-memory SQLite database shares one connection (StaticPool):
-    nothing to gauge. Registering the same engine again changes nothing (`python main.py`
-    imports main twice: as __main__, then uvicorn's "main:app")."""
+    """Gauge `engine`'s pool, labelled `pool`, if it is a QueuePool (the one pool with a size);
+    registering again changes nothing (`python main.py` imports main twice)."""
     if not isinstance(engine.pool, QueuePool):
         return
-    collector = next((known for into, known in _collectors if into is registry), None)
-    if collector is None:
-        collector = _QueuePoolsCollector()
-        registry.register(collector)
-        _collectors.append((registry, collector))
-    collector.engines[pool] = engine
+    if registry not in _collectors:
+        _collectors[registry] = _QueuePoolsCollector()
+        registry.register(_collectors[registry])
+    _collectors[registry].engines[pool] = engine
 
 
-# Multiprocess mode cannot run a collector in another worker at scrape time: there, the same
-# gauges are files, like every other metric. Each worker writes its own pools' readings
-# (`sharing_pool_readings`), and a scrape adds up those of the live workers ("livesum").
-# Registered nowhere: in multiprocess mode the files are what a scrape reads.
+# Multiprocess mode cannot run a collector in another worker at scrape time: there the same
+# gauges are files that each worker keeps written, and a scrape adds up the live ones.
 POOL_READINGS_INTERVAL_S = 1.0  # how often each worker writes its readings
 _SHARED_POOL_GAUGES = {
     name: Gauge(
@@ -152,20 +136,15 @@ _SHARED_POOL_GAUGES = {
 
 
 def _write_pool_readings() -> None:
-    """Copy this worker's pools' readings (the app's, registered in the default registry)
-    into its files."""
-    for registry, collector in _collectors:
-        if registry is REGISTRY:
-            for name, label, value in _pool_readings(collector.engines):
-                _SHARED_POOL_GAUGES[name].labels(label).set(value)
+    """Copy this worker's pools' readings (the default registry's) into its files."""
+    if collector := _collectors.get(REGISTRY):
+        for name, label, value in _pool_readings(collector.engines):
+            _SHARED_POOL_GAUGES[name].labels(label).set(value)
 
 
 @contextmanager
 def sharing_pool_readings() -> Iterator[None]:
-    """While this worker serves, in multiprocess mode: keep its pools' readings in its files,
-    at most POOL_READINGS_INTERVAL_S old, and remove them when it stops, so that the
-    instance's pool gauges add up the workers serving. Outside multiprocess mode, nothing: a
-    scrape reads the pools themselves."""
+    """In multiprocess mode, keep this worker's pool readings in its files while it serves."""
     if MULTIPROCESS_DIRECTORY is None:
         yield
         return
@@ -183,15 +162,12 @@ def sharing_pool_readings() -> Iterator[None]:
     finally:
         stop.set()
         writer.join()
-        # What prometheus_client's documentation has a process manager call when a worker
-        # exits; uvicorn's has no such hook, so the worker does it for itself.
+        # Documented for a process manager to call; the server has no such hook.
         multiprocess.mark_process_dead(os.getpid(), MULTIPROCESS_DIRECTORY)  # type: ignore[no-untyped-call]
 
 
 def _forget_dead_workers(directory: str) -> None:
-    """Remove the live gauges of workers that died without stopping (killed, out of memory):
-    uvicorn replaces them, and their last pool readings must not count on. Their counters and
-    histograms stay: what they counted did happen."""
+    """Remove the live gauges of workers that died without stopping; their counts stay."""
     # The files are named <type>_<mode>_<pid>.db.
     pids = {
         int(os.path.basename(path).removesuffix(".db").rsplit("_", 1)[1])
@@ -207,9 +183,8 @@ def _forget_dead_workers(directory: str) -> None:
 
 
 def _registry() -> CollectorRegistry:
-    """The registry a scrape exports: the process's own, or in multiprocess mode a new one per
-    scrape holding only the collector of every worker's files, as prometheus_client's
-    documentation builds it (the default registry would add this worker's values twice)."""
+    """The registry a scrape exports; in multiprocess mode, a new one of every worker's files
+    (the default registry would add this worker's values twice)."""
     if MULTIPROCESS_DIRECTORY is None:
         return REGISTRY
     _write_pool_readings()

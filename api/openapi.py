@@ -1,15 +1,8 @@
-"""The OpenAPI document, made to tell the whole truth about every operation.
+"""The OpenAPI document: each operation's answers (`*_responses`), and what FastAPI cannot
+express on its own (`build_openapi`): problem+json errors, headers, links, and a security scheme
+and `Consistency-Token` only when configured."""
 
-Routes declare the statuses they can answer with `problem_responses(...)` and their success
-headers; `build_openapi` then fixes what FastAPI cannot express on its own: errors are
-`application/problem+json` with the `Problem` schema (422 included), every response carries
-`X-Request-ID`, PATCH also takes `application/merge-patch+json`, a resource's response
-schema is called by its name (`Product`, not `ProductRead`), the API-key security is
-declared only when `API_KEYS` is set, and `Consistency-Token` only with a replica.
-`*_responses(resource)` give the usual operations on a resource (list, create, read, update,
-delete) their documented answers.
-"""
-
+import json
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
@@ -56,11 +49,6 @@ _WHY: dict[int, str] = {
     422: "A parameter or a body field is invalid; `errors` lists each one.",
     503: "The database is unavailable or overloaded; retry after `Retry-After` seconds.",
 }
-# Why a read, an update or a delete answers 400: a precondition naming more entity tags than
-# dependencies.conditional.MAX_ENTITY_TAGS (or, for an update, a body that is not JSON).
-_READ_400 = {400: "`If-None-Match` names more than 100 entity tags."}
-_UPDATE_400 = {400: "The body is not valid JSON, or `If-Match` names over 100 tags."}
-_DELETE_400 = {400: "`If-Match` names more than 100 entity tags."}
 _ERROR_HEADERS: dict[int, dict[str, Any]] = {
     401: {"WWW-Authenticate": _header("`Bearer`: how to authenticate.")},
     503: {"Retry-After": _header("Seconds to wait before retrying.")},
@@ -140,8 +128,7 @@ def _document_consistency(path: str, method: str, operation: dict[str, Any]) -> 
 
 
 def _links_to(resource: str, *operations: str) -> dict[str, Any]:
-    """OpenAPI links from a response naming a `resource` (its body's `id`) to what a client
-    does next with it: read it, and the `operations` that take its id and its ETag."""
+    """Links from a response's `resource` to reading it and to `operations` on its id and ETag."""
     by_id = {f"{resource}_id": "$response.body#/id"}
     with_etag = {**by_id, "header.If-Match": "$response.header.ETag"}
     links = {f"Read{resource.title()}": {"operationId": f"read_{resource}", "parameters": by_id}}
@@ -205,21 +192,24 @@ def create_responses(why: Mapping[int, str]) -> dict[int | str, dict[str, Any]]:
 
 
 def read_responses(resource: str) -> dict[int | str, dict[str, Any]]:
+    why = {400: "`If-None-Match` names more than 100 entity tags."}
     return {
         200: {"description": f"The {resource}.", "headers": ETAG_HEADER},
         304: {
             "description": "Not Modified: `If-None-Match` names the current ETag.",
             "headers": ETAG_HEADER,
         },
-        **problem_responses(400, 404, 422, 503, resource=resource, why=_READ_400),
+        **problem_responses(400, 404, 422, 503, resource=resource, why=why),
     }
 
 
 def update_responses(resource: str, why: Mapping[int, str]) -> dict[int | str, dict[str, Any]]:
-    statuses = (400, 401, 404, 409, 412, 413, 415, 422, 503)
+    why = {400: "The body is not valid JSON, or `If-Match` names over 100 tags.", **why}
     return {
         200: {"description": f"The {resource} after the change.", "headers": ETAG_HEADER},
-        **problem_responses(*statuses, resource=resource, why={**_UPDATE_400, **why}),
+        **problem_responses(
+            400, 401, 404, 409, 412, 413, 415, 422, 503, resource=resource, why=why
+        ),
     }
 
 
@@ -227,42 +217,30 @@ def delete_responses(
     resource: str, *statuses: int, why: Mapping[int, str] | None = None
 ) -> dict[int | str, dict[str, Any]]:
     """A delete's answers; `statuses` are those beyond the usual (a 409 of its own rule)."""
-    reasons = {**_DELETE_400, **(why or {})}
+    why = {400: "`If-Match` names more than 100 entity tags.", **(why or {})}
     return {
         204: {"description": "Deleted."},
-        **problem_responses(
-            400, 401, 404, *statuses, 412, 422, 503, resource=resource, why=reasons
-        ),
+        **problem_responses(400, 401, 404, *statuses, 412, 422, 503, resource=resource, why=why),
     }
 
 
-def _rename_schema(document: dict[str, Any], old: str, new: str) -> None:
-    schemas = document["components"]["schemas"]
-    schemas[new] = schemas.pop(old)
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if node.get("$ref") == f"#/components/schemas/{old}":
-                node["$ref"] = f"#/components/schemas/{new}"
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(document)
-
-
 def build_openapi(app: FastAPI) -> dict[str, Any]:
-    document = get_openapi(
+    generated = get_openapi(
         title=app.title,
         version=app.version,
         summary=app.summary,
         description=app.description,
         routes=app.routes,
     )
-    for name in [name for name in document["components"]["schemas"] if name.endswith("Read")]:
-        _rename_schema(document, name, name.removesuffix("Read"))
+    # A resource's schema is called by its name (`Product`, not `ProductRead`), in every $ref.
+    read = [name for name in generated["components"]["schemas"] if name.endswith("Read")]
+    text = json.dumps(generated)
+    for name in read:
+        text = text.replace(f'/schemas/{name}"', f'/schemas/{name.removesuffix("Read")}"')
+    document: dict[str, Any] = json.loads(text)
+    schemas = document["components"]["schemas"]
+    for name in read:
+        schemas[name.removesuffix("Read")] = schemas.pop(name)
     if not get_settings().api_keys:
         # Writes are open: the document must not claim that they need a key.
         document["components"].pop("securitySchemes", None)
@@ -270,7 +248,6 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
             for operation in path_item.values():
                 operation.pop("security", None)
                 operation["responses"].pop("401", None)
-    schemas = document["components"]["schemas"]
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
     # Fields that may be left out of an update but never be null: no `default: null` either.

@@ -1,9 +1,8 @@
 """Keyset cursors and RFC 8288 `Link` headers, for every listing.
 
-A cursor holds the last row's sort values and id. It is bound to the filters and sort it was
-made for, and carries a keyed digest so that an edited cursor, or one from another query, is a
-422. The digest guards integrity, not secrecy: a forged cursor could only name another position
-in the same listing, because its values are type-checked and sent to the database as parameters.
+A cursor holds the last row's sort values, bound by a keyed digest to the query it was made
+for: an edited or foreign cursor is a 422. Integrity, not secrecy: a forged one could only name
+another position in the same listing, as its values are type-checked and bound as parameters.
 """
 
 import base64
@@ -45,7 +44,10 @@ def page_response(
     # One row more than the page tells whether there is a next page.
     rows, total = fetch(Paging(keys, after=after, skip=query.skip, limit=query.limit + 1))
     headers = {"X-Total-Count": str(total)}
-    following = next_cursor(rows, query.limit, keys, binding)
+    following = None
+    if len(rows) > query.limit:
+        last = rows[query.limit - 1]
+        following = encode_cursor([getattr(last, key.field) for key in keys], binding)
     if link := page_links(request, query, next_cursor=following):
         headers["Link"] = link
     return responses.many(adapter, rows[: query.limit], headers=headers)
@@ -58,10 +60,13 @@ def cursor_binding(request: Request, query: ListQuery) -> bytes:
     return json.dumps(canonical, sort_keys=True, default=_jsonable).encode()
 
 
+def _digest(binding: bytes, payload: bytes) -> bytes:
+    return hmac.new(_KEY, binding + payload, hashlib.blake2b).digest()[:_DIGEST_SIZE]
+
+
 def encode_cursor(values: Sequence[Any], binding: bytes) -> str:
     payload = json.dumps([_jsonable(value) for value in values], separators=(",", ":")).encode()
-    digest = hmac.new(_KEY, binding + payload, hashlib.blake2b).digest()[:_DIGEST_SIZE]
-    return base64.urlsafe_b64encode(digest + payload).rstrip(b"=").decode()
+    return base64.urlsafe_b64encode(_digest(binding, payload) + payload).rstrip(b"=").decode()
 
 
 def decode_cursor(token: str, binding: bytes, keys: Sequence[SortKey]) -> list[Any]:
@@ -71,8 +76,7 @@ def decode_cursor(token: str, binding: bytes, keys: Sequence[SortKey]) -> list[A
     except (binascii.Error, ValueError):
         _invalid("it is not a cursor")
     digest, payload = raw[:_DIGEST_SIZE], raw[_DIGEST_SIZE:]
-    expected = hmac.new(_KEY, binding + payload, hashlib.blake2b).digest()[:_DIGEST_SIZE]
-    if not hmac.compare_digest(digest, expected):
+    if not hmac.compare_digest(digest, _digest(binding, payload)):
         _invalid("it was altered, or made for other filters or another sort")
     try:
         values = json.loads(payload)
@@ -81,16 +85,6 @@ def decode_cursor(token: str, binding: bytes, keys: Sequence[SortKey]) -> list[A
         return [_parse(key, value) for key, value in zip(keys, values, strict=True)]
     except (ValueError, TypeError, InvalidOperation):
         _invalid("its content is malformed")
-
-
-def next_cursor(
-    rows: Sequence[Any], limit: int, keys: Sequence[SortKey], binding: bytes
-) -> str | None:
-    """The cursor after a page, when `rows` (fetched with one row more than `limit`) has more."""
-    if len(rows) <= limit:
-        return None
-    last = rows[limit - 1]
-    return encode_cursor([getattr(last, key.field) for key in keys], binding)
 
 
 def page_links(request: Request, query: ListQuery, *, next_cursor: str | None) -> str | None:
@@ -138,13 +132,5 @@ def _parse(key: SortKey, value: Any) -> Any:
 
 
 def _invalid(reason: str) -> NoReturn:
-    raise RequestValidationError(
-        [
-            {
-                "type": "cursor_invalid",
-                "loc": ("query", "cursor"),
-                "msg": f"Invalid cursor: {reason}",
-                "input": None,
-            }
-        ]
-    )
+    error = {"type": "cursor_invalid", "loc": ("query", "cursor"), "input": None}
+    raise RequestValidationError([{**error, "msg": f"Invalid cursor: {reason}"}])

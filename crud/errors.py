@@ -1,8 +1,4 @@
-"""Domain errors. Each carries the HTTP status it means; `api.problems` renders them.
-
-The generic errors take the resource's name (`NotFound`, `StaleVersion`, `DuplicateValue`);
-each resource adds only its name or its own rule (`ProductNotFound`, `DuplicateSku`).
-"""
+"""Domain errors. Each carries the HTTP status it means; `api.problems` renders them."""
 
 from collections.abc import Mapping
 from http import HTTPStatus
@@ -101,8 +97,7 @@ class UnknownCategory(CatalogError):
     title = "Unknown category"
 
     def __init__(self, category_ids: Mapping[int | None, int | None]) -> None:
-        """`category_ids`: the unknown id of each refused body, by its index in a bulk
-        request (None: the request's one body)."""
+        """`category_ids`: each unknown id by its body's index in a bulk (None: the one body)."""
         errors = [
             {
                 "loc": ["body", *([] if index is None else [index]), "category_id"],

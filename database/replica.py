@@ -1,20 +1,9 @@
-"""Which reads a streaming replica may serve: WAL positions, sampled, compared without a round trip.
+"""Which reads a streaming replica may serve, from WAL positions (LSNs) sampled in the background.
 
-PostgreSQL numbers every byte of its write-ahead log: a log sequence number (LSN), written
-`16/B374D848`. The primary's `pg_current_wal_lsn()` is where its log has been written up to;
-a replica's `pg_last_wal_replay_lsn()` is how far it has replayed that log, so how much of the
-primary's history it shows. GitLab's database load balancing routes reads the same way: a
-read goes to a replica that has replayed far enough, else to the primary.
-
-Two questions, both answered from what `ReplicaMonitor` last sampled, never by asking the
-servers during a request:
-- *Has the replica replayed this write?* The write's answer carried the primary's LSN, read
-  after its commit returned (`Consistency-Token`); the replica shows the write once its
-  replay LSN is at least that.
-- *How stale may it be?* Every DB_REPLICA_CHECK_INTERVAL_S the monitor samples the primary's
-  LSN, then the replica's replay LSN. If the replica has replayed an LSN the primary had at
-  time `t`, it shows every commit made before `t`: a read served now misses at most what was
-  committed since, so it is stale by at most `now - t`, however old the replica's sample is.
+A replica shows a write once its replay LSN reaches the LSN the write's answer carried
+(`Consistency-Token`). The monitor samples the primary's LSN, then the replica's: if the replica
+has replayed an LSN the primary had at time `t`, it misses at most the commits since, so it is
+stale by at most `now - t`, however old the replica's sample is.
 """
 
 import asyncio
@@ -37,12 +26,10 @@ _LSN = re.compile(LSN_PATTERN)
 
 logger = logging.getLogger("catalog.replica")
 
-# After a commit has returned, with `synchronous_commit` on (PostgreSQL's default, which this
-# service keeps), its commit record has been written: the write position is past it. An LSN
-# read inside the transaction would not be: the commit record comes after it.
+# Read after a commit has returned (never inside its transaction), this is past its commit
+# record: `synchronous_commit` is on, PostgreSQL's default.
 _PRIMARY_POSITION = text("SELECT pg_current_wal_lsn()")
-# NULL on a server that is not replaying: a primary, or a replica promoted to one, which no
-# longer follows the primary and must not serve its reads.
+# NULL on a server that is not replaying, such as a promoted replica: it must not serve reads.
 _REPLAYED_POSITION = text("SELECT pg_last_wal_replay_lsn()")
 
 State = Literal["streaming", "lagging", "down"]
@@ -68,12 +55,6 @@ def primary_position(connection: Connection) -> int:
     return lsn
 
 
-def replayed_position(connection: Connection) -> int | None:
-    """How far the replica has replayed the primary's log; None if it is not replaying."""
-    value = connection.execute(_REPLAYED_POSITION).scalar_one()
-    return None if value is None else parse_lsn(value)
-
-
 @dataclass(frozen=True)
 class ReplicaStatus:
     """What `/health/ready` says of the replica: its state and how stale it may be."""
@@ -85,11 +66,9 @@ class ReplicaStatus:
 class ReplicaMonitor:
     """The last known WAL positions of the primary and of one replica, for this process.
 
-    `serves()` decides where a read goes from them, at no cost; `run()` refreshes them (a task
-    of `main.lifespan`) with engines of its own, one connection each, so that sampling never
-    takes a connection a request is waiting for; `mark_down()` is for a request that found
-    the replica unreachable before the next sample did. Everything but the servers' answers
-    happens on the event loop; a reader on another thread sees one sample or the next, whole.
+    `serves()` decides at no cost; `run()` samples with engines of its own, so sampling never
+    takes a connection a request is waiting for. State is replaced whole: a reader on another
+    thread sees one sample or the next.
     """
 
     def __init__(
@@ -105,12 +84,9 @@ class ReplicaMonitor:
         self.max_lag_s, self.interval_s = max_lag_s, interval_s
         self._clock = clock
         # The primary's samples, oldest first: when each was asked for, and its LSN. Both only
-        # grow, so one bisection finds the newest sample that the replica has replayed. One
-        # tuple, replaced whole: a reader on another thread (`/health/ready`) sees one state.
+        # grow, so one bisection finds the newest sample that the replica has replayed.
         self._samples: tuple[tuple[float, ...], tuple[int, ...]] = ((), ())
         self._replayed: int | None = None  # None: down, or not sampled yet
-
-    # Decisions ---------------------------------------------------------------------------
 
     def staleness(self) -> float | None:
         """How many seconds of the primary's commits the replica may be missing right now, at
@@ -135,12 +111,9 @@ class ReplicaMonitor:
         staleness = self.staleness()
         if self._replayed is None:
             return ReplicaStatus("down", None)
-        lag = None if staleness is None else round(staleness, 3)
         if staleness is None or staleness > self.max_lag_s:
-            return ReplicaStatus("lagging", lag)
-        return ReplicaStatus("streaming", lag)
-
-    # Samples -----------------------------------------------------------------------------
+            return ReplicaStatus("lagging", None if staleness is None else round(staleness, 3))
+        return ReplicaStatus("streaming", round(staleness, 3))
 
     def record_primary(self, when: float, lsn: int) -> None:
         """The primary's LSN as asked for at `when`: past every commit returned by then."""
@@ -166,7 +139,7 @@ class ReplicaMonitor:
         self.record_replica(None)
 
     def _read_positions(self) -> tuple[float, int | None, int | None]:
-        """Ask the primary, then the replica, in this order (the module's docstring says why)."""
+        """Ask the primary, then the replica: in this order (the module's docstring says why)."""
         asked_at, primary_lsn, replayed = self._clock(), None, None
         try:
             with self.primary.connect() as connection:
@@ -177,7 +150,8 @@ class ReplicaMonitor:
             logger.debug("could not read the primary's WAL position: %s", exc)
         try:
             with self.replica.connect() as connection:
-                replayed = replayed_position(connection)
+                value = connection.execute(_REPLAYED_POSITION).scalar_one()
+            replayed = None if value is None else parse_lsn(value)
         except SQLAlchemyError as exc:
             logger.debug("could not read the replica's replay position: %s", exc)
         return asked_at, primary_lsn, replayed
@@ -201,8 +175,7 @@ class ReplicaMonitor:
 
 
 def build_monitor(settings: Settings) -> ReplicaMonitor | None:
-    """The monitor of DATABASE_READ_URL's replica (None: no replica), with engines of its own:
-    one autocommit connection to each server, made like the requests' (`build_engine`)."""
+    """The monitor of DATABASE_READ_URL's replica, if any: one autocommit connection to each."""
     if settings.database_read_url is None:
         return None
     one_connection = settings.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0})

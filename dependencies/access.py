@@ -22,8 +22,7 @@ def _digest(key: str) -> bytes:
 
 
 def _is_known(presented: str, keys: list[str]) -> bool:
-    # Compare fixed-length digests against every key, without stopping early, so the time
-    # taken says nothing about how much of a key matched or which one.
+    # Fixed-length digests against every key, never stopping early: the time says nothing.
     offered = _digest(presented)
     return any([hmac.compare_digest(offered, _digest(key)) for key in keys])  # noqa: C419
 
@@ -37,12 +36,9 @@ async def require_write_access(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
     api_key: Annotated[str | None, Security(api_key_header)],
 ) -> str:
-    """401 unless `API_KEYS` is empty, or the request carries a key and every key it carries is
-    valid (a wrong `Authorization` is not excused by a right `X-API-Key`, or the other way).
-
-    Returns who the caller is: the SHA-256 (hex) of the key it presented first, never the key
-    itself, or `ANYONE` when writes are open. Idempotency keys belong to it (`api.idempotency`).
-    """
+    """401 unless `API_KEYS` is empty, or every key the request carries is valid (a wrong
+    `Authorization` is not excused by a right `X-API-Key`); returns the caller: the SHA-256 (hex)
+    of its first key, never the key, or `ANYONE` when writes are open."""
     keys = get_settings().api_keys
     if not keys:
         return ANYONE

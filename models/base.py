@@ -20,10 +20,8 @@ class Base(DeclarativeBase):
 
 
 def exists_on(schema_item: Any, dialect_name: str) -> bool:
-    """False for an index or constraint declared `.ddl_if(dialect=...)` for another database.
-
-    Alembic's autogenerate does not read `ddl_if`; its `include_object` hook asks this instead.
-    """
+    """False for an item declared `.ddl_if(dialect=...)` for another database (for Alembic's
+    autogenerate, which does not read `ddl_if`)."""
     condition = getattr(schema_item, "_ddl_if", None)
     dialect = getattr(condition, "dialect", None)
     return dialect is None or dialect == dialect_name

@@ -27,7 +27,5 @@ class Category(Base):
     version: Mapped[Version]
 
 
-# Unique without regard to case: `Shoes` and `shoes` clash, whatever runs concurrently. An
-# index on an expression names its column once the class exists (SQLAlchemy's "Functional
-# Indexes" with Declarative).
+# Unique ignoring case, whatever runs concurrently; an expression index needs the class first.
 Index(NAME_KEY_INDEX, func.lower(Category.name), unique=True)

@@ -1,7 +1,4 @@
-"""The columns every resource's table has in common: timestamps stamped by the service, and
-the version behind its ETag. Each is an `Annotated` type carrying its `mapped_column()`
-(SQLAlchemy's "Mapping Whole Column Declarations to Python Types"), so a model lists them in
-its own column order: `created_at: Mapped[CreatedAt]`."""
+"""Columns every resource's table has: `created_at: Mapped[CreatedAt]`, `UpdatedAt`, `Version`."""
 
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -23,9 +20,8 @@ def _created_at(context: DefaultExecutionContext) -> datetime:
 
 
 class _UTCDateTime(TypeDecorator[datetime]):
-    """A timestamp that comes back as a UTC datetime, whatever the time zone of the server,
-    database or role: PostgreSQL's timestamptz arrives in the session's time zone, SQLite
-    stores none (every value is written in UTC). The schemas then write RFC 3339 with "Z"."""
+    """A timestamp read back as a UTC datetime, whatever the session's time zone (PostgreSQL)
+    or its lack (SQLite, where every value is written in UTC)."""
 
     impl = DateTime
     cache_ok = True

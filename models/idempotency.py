@@ -1,8 +1,5 @@
-"""`idempotency_keys`: each POST sent with an `Idempotency-Key`, and the answer it was given.
-
-A row is written in the same transaction as the write it answers (`crud.idempotency`), so
-there is never a write without its key, or a key without its write.
-"""
+"""`idempotency_keys`: each POST sent with an `Idempotency-Key`, and the answer it was given,
+written in the same transaction as the write it answers (`crud.idempotency`)."""
 
 from datetime import datetime
 

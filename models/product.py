@@ -26,15 +26,13 @@ class Product(Base):
     __table_args__ = (
         # The guide's composite index for "name, then price" lookups.
         Index("ix_products_name_price", "name", "price"),
-        # Listing: one (key, id) B-tree per sort order, so that a page (offset 0 or a keyset
-        # cursor at any depth) is an index range scan. `name` is served by the guide's index
-        # plus an incremental sort on id. Chosen with EXPLAIN ANALYZE on 1M rows (bench/README.md).
+        # One (key, id) B-tree per sort order: a page at any cursor depth is an index range
+        # scan (`name`: the guide's index, then an incremental sort on id; bench/README.md).
         Index("ix_products_price_id", "price", "id"),
         Index("ix_products_quantity_id", "quantity", "id"),
         Index("ix_products_created_at_id", "created_at", "id"),
         Index("ix_products_updated_at_id", "updated_at", "id"),
-        # `category_id = N`, in id order (the default sort and its keyset cursor), and the
-        # lookup PostgreSQL makes for the foreign key when a category is deleted.
+        # `category_id = N` in id order, and the foreign key's lookup when a category goes.
         Index("ix_products_category_id_id", "category_id", "id"),
         # `q` (ILIKE '%text%') on PostgreSQL: trigram GIN indexes; SQLite scans instead.
         Index(
@@ -66,6 +64,5 @@ class Product(Base):
     version: Mapped[Version]
     # Nullable, and last: migration 0004 adds it to a live table without rewriting it.
     category_id: Mapped[int | None] = mapped_column(ForeignKey("categories.id"))
-    # Never loaded lazily: a query that needs it says so (crud/products.py, `joinedload`), and
-    # reading it anywhere else raises instead of sending a query per product.
+    # Never loaded lazily: a query that needs it joins it, and any other read raises.
     category: Mapped["Category | None"] = relationship(lazy="raise")

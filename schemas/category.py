@@ -1,9 +1,5 @@
-"""Category bodies: `CategoryCreate` and `CategoryUpdate` in, `CategoryRead` out.
-
-The field types are the product's (`schemas.product`): the same limits on a name and a
-description, the same timestamps; a category's name is also unique ignoring case, which the
-database decides (`models.category`).
-"""
+"""Category bodies, with the product's field types: `CategoryCreate`, `CategoryUpdate` in,
+`CategoryRead` out."""
 
 from pydantic import BaseModel, ConfigDict, Field
 

@@ -37,11 +37,8 @@ def sort_parameter(fields: Sequence[str]) -> Any:
 
 
 class ListQuery(BaseModel):
-    """What every listing takes: offset or cursor paging, and a sort order from `SORT_FIELDS`.
-
-    A resource's query adds its filters, names its `SORT_FIELDS` and declares
-    `sort: str = sort_parameter(SORT_FIELDS)`; each parameter outside its range is a 422.
-    """
+    """Offset or cursor paging and a sort; a resource's query adds its filters, its
+    `SORT_FIELDS` and `sort: str = sort_parameter(SORT_FIELDS)`."""
 
     SORT_FIELDS: ClassVar[tuple[str, ...]] = ("id",)
 
@@ -126,11 +123,8 @@ class ProductQuery(ListQuery):
 
     @model_validator(mode="after")
     def _price_range(self) -> Self:
-        if (
-            self.min_price is not None
-            and self.max_price is not None
-            and self.min_price > self.max_price
-        ):
+        low, high = self.min_price, self.max_price
+        if low is not None and high is not None and low > high:
             raise PydanticCustomError("price_range", "min_price must not exceed max_price")
         return self
 

@@ -4,7 +4,7 @@ Field limits mirror the columns of `models.product`, so bad input is a 422 befor
 """
 
 import re
-from collections.abc import Set
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from decimal import Decimal
 from itertools import islice
@@ -31,10 +31,6 @@ READ_ONLY_FIELDS = frozenset({"id", "version", "created_at", "updated_at"})
 # known ones is refused as a whole, with one error (docs/api.md, "Limits").
 MAX_UNKNOWN_FIELDS = 50
 
-# Lone UTF-16 surrogates can arrive through JSON escapes ("\ud800") but cannot be stored as
-# UTF-8: every text field refuses them, like the control characters a name may not contain.
-_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 # The documented patterns (lone surrogates are not characters: JSON Schema need not name them).
 # No control characters, and not blank: at least one character besides whitespace.
 _CONTROL = r"\x00-\x1f\x7f-\x9f"
@@ -43,21 +39,21 @@ FILTER_TEXT_PATTERN = rf"^[^{_CONTROL}]*$"
 TEXT_PATTERN = r"^[^\x00]*$"
 
 
-def reject_control_characters(value: Any) -> Any:
-    if isinstance(value, str) and _CONTROL_CHARACTERS.search(value):
-        raise PydanticCustomError(
-            "string_control_characters",
-            "String should not contain control characters or lone surrogates",
-        )
-    return value
+def _refusing(characters: str, error: str, what: str) -> Callable[[Any], Any]:
+    # Lone UTF-16 surrogates can arrive through JSON escapes ("\ud800") but cannot be stored
+    # as UTF-8: every text field refuses them too.
+    search = re.compile(rf"[{characters}\ud800-\udfff]").search
+
+    def refuse(value: Any) -> Any:
+        if isinstance(value, str) and search(value):
+            raise PydanticCustomError(error, f"String should not contain {what} or lone surrogates")
+        return value
+
+    return refuse
 
 
-def _reject_unstorable(value: Any) -> Any:
-    if isinstance(value, str) and _UNSTORABLE.search(value):
-        raise PydanticCustomError(
-            "string_unstorable", "String should not contain NUL characters or lone surrogates"
-        )
-    return value
+reject_control_characters = _refusing(_CONTROL, "string_control_characters", "control characters")
+_reject_unstorable = _refusing(r"\x00", "string_unstorable", "NUL characters")
 
 
 def _integral(value: Any) -> Any:
@@ -73,12 +69,6 @@ def _require_json_number(value: Any) -> Any:
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
         raise PydanticCustomError("number_type", "Input should be a number")
     return value
-
-
-def _decimal_as_json_number(value: Decimal) -> float:
-    # At most 10 significant digits: the float's shortest repr is exactly the decimal's text,
-    # so 19.99 is written as 19.99 (a JSON number, not pydantic's default string).
-    return float(value)
 
 
 Sku = Annotated[
@@ -123,7 +113,9 @@ Price = Annotated[
     Decimal,
     BeforeValidator(_require_json_number),
     Field(max_digits=10, decimal_places=2, gt=0, le=PRICE_MAX, allow_inf_nan=False),
-    PlainSerializer(_decimal_as_json_number, return_type=float, when_used="json"),
+    # A JSON number, not pydantic's string: with at most 10 significant digits, the float's
+    # shortest repr is exactly the decimal's text.
+    PlainSerializer(float, return_type=float, when_used="json"),
     WithJsonSchema(_PRICE_SCHEMA),
 ]
 Quantity = Annotated[
@@ -145,46 +137,34 @@ CategoryId = Annotated[
 Timestamp = Annotated[datetime, WithJsonSchema({"type": "string", "format": "date-time"})]
 
 
-def _too_many_unknown_fields() -> PydanticCustomError:
-    return PydanticCustomError("too_many_fields", f"More than {MAX_UNKNOWN_FIELDS} unknown fields")
+def _refuse_many_unknown(fields: Iterable[str], known: Iterable[str]) -> None:
+    # pydantic builds an error for every unknown field before reporting any: a 1 MiB body of
+    # them would cost far more than any valid body. Counting first stops at the limit.
+    unknown = (field for field in fields if field not in known)
+    if next(islice(unknown, MAX_UNKNOWN_FIELDS, None), None) is not None:
+        raise PydanticCustomError(
+            "too_many_fields", f"More than {MAX_UNKNOWN_FIELDS} unknown fields"
+        )
 
 
 class _ClosedObject(BaseModel):
-    """A request body object whose unknown fields are errors: a few are listed, many refused.
-
-    pydantic validates the whole body before any error is reported, and builds every error it
-    finds: a 1 MiB body of tens of thousands of unknown fields would cost the event loop far
-    more than any valid body. Counting them first is cheap, and stops at the limit.
-    """
+    """A request body object whose unknown fields are errors: a few are listed, many refused."""
 
     model_config = ConfigDict(extra="forbid")
     # Fields a client may send back from what it read: accepted, and ignored.
     ignored: ClassVar[frozenset[str]] = frozenset()
-
-    @classmethod
-    def known_fields(cls) -> Set[str]:
-        return cls.model_fields.keys() | cls.ignored
 
     @model_validator(mode="before")
     @classmethod
     def _bounded(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        known, unknown, kept = cls.model_fields.keys(), 0, {}
-        for field, value in data.items():
-            if field in cls.ignored:
-                continue
-            if field not in known:
-                unknown += 1
-                if unknown > MAX_UNKNOWN_FIELDS:
-                    raise _too_many_unknown_fields()
-            kept[field] = value
-        return kept
+        _refuse_many_unknown(data, cls.model_fields.keys() | cls.ignored)
+        return {field: value for field, value in data.items() if field not in cls.ignored}
 
 
 class RequestBody(_ClosedObject):
-    """Every create and update body: unknown fields are errors, read-only fields are ignored
-    (the server owns them)."""
+    """Every create and update body: read-only fields are ignored (the server owns them)."""
 
     ignored = READ_ONLY_FIELDS
 
@@ -233,10 +213,8 @@ class ProductUpdate(RequestBody):
     category_id: CategoryId | None = None
 
 
-# What the database hands back is trusted: the response model checks no input rules. A
-# NUMERIC(10,2) has at most 10 significant digits, so the float's shortest repr is exactly the
-# decimal's text (19.99 is written 19.99); converting while validating keeps the serialiser
-# free of Python calls (bench/README.md).
+# What the database hands back is trusted: no input rules. A float, exact for a NUMERIC(10,2)
+# (see Price), converted while validating so the serialiser makes no Python calls.
 StoredPrice = Annotated[float, WithJsonSchema(_PRICE_SCHEMA)]
 
 
@@ -285,9 +263,7 @@ def _reject_zero(value: int) -> int:
 
 
 class StockChange(_ClosedObject):
-    model_config = ConfigDict(
-        extra="forbid", title="StockChange", json_schema_extra={"examples": [{"delta": -1}]}
-    )
+    model_config = ConfigDict(title="StockChange", json_schema_extra={"examples": [{"delta": -1}]})
 
     delta: Annotated[
         int,
@@ -309,12 +285,8 @@ BULK_MAX_ITEMS = 1000
 def _bounded_batch(items: Any) -> Any:
     # Per item, the limit would still let a batch of 1000 carry 50 unknown fields each.
     if isinstance(items, list):
-        known = ProductCreate.known_fields()
-        unknown = (
-            key for item in items if isinstance(item, dict) for key in item if key not in known
-        )
-        if next(islice(unknown, MAX_UNKNOWN_FIELDS, None), None) is not None:
-            raise _too_many_unknown_fields()
+        fields = (key for item in items if isinstance(item, dict) for key in item)
+        _refuse_many_unknown(fields, ProductCreate.model_fields.keys() | ProductCreate.ignored)
     return items
 
 
