@@ -261,6 +261,14 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         for method, operation in path_item.items():
             if replica:
                 _document_consistency(path, method, operation)
+            # An optional parameter is one left out, not one sent as null (a query string or a
+            # header holds no null): its schema is the value's alone, as Swagger UI shows it.
+            for parameter in operation.get("parameters", []):
+                schema = parameter["schema"]
+                kinds = schema.get("anyOf", [])
+                if len(kinds) == 2 and {"type": "null"} in kinds:
+                    del schema["anyOf"]
+                    schema.update(next(kind for kind in kinds if kind != {"type": "null"}))
             # A route's one-line docstring is its summary (FastAPI would title-case its name).
             docstring = operation.get("description", "")
             if docstring and "\n" not in docstring:

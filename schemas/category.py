@@ -29,7 +29,22 @@ class CategoryUpdate(RequestBody):
 
 
 class CategoryRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True, title="Category")
+    model_config = ConfigDict(
+        from_attributes=True,
+        title="Category",
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 7,
+                    "name": "Shirts",
+                    "description": "T-shirts and shirts",
+                    "created_at": "2026-11-20T09:15:02.118342Z",
+                    "updated_at": "2026-11-20T09:15:02.118342Z",
+                    "version": 1,
+                }
+            ]
+        },
+    )
 
     id: int
     name: str

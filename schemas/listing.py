@@ -7,6 +7,7 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 from pydantic import (
     BaseModel,
     BeforeValidator,
+    ConfigDict,
     Field,
     WithJsonSchema,
     field_validator,
@@ -39,6 +40,10 @@ def sort_parameter(fields: Sequence[str]) -> Any:
 class ListQuery(BaseModel):
     """Offset or cursor paging and a sort; a resource's query adds its filters, its
     `SORT_FIELDS` and `sort: str = sort_parameter(SORT_FIELDS)`."""
+
+    # A parameter the listing does not know (`min_prce`, `page`) is a 422 naming it, as an
+    # unknown body field is: a misspelt filter must never return the unfiltered catalog.
+    model_config = ConfigDict(extra="forbid")
 
     SORT_FIELDS: ClassVar[tuple[str, ...]] = ("id",)
 
@@ -80,7 +85,7 @@ class ListQuery(BaseModel):
 
     def filters(self) -> dict[str, Any]:
         """The filters: every parameter that is not about paging or order."""
-        return self.model_dump(exclude={"skip", "limit", "cursor", "sort"})
+        return self.model_dump(exclude={"skip", "limit", "cursor", "sort", "expand"})
 
 
 # `q`: a substring to look for, matched case-insensitively.
@@ -119,6 +124,10 @@ class ProductQuery(ListQuery):
     )
     category_id: int | None = Field(
         default=None, ge=1, le=INT4_MAX, description="Only the products of this category."
+    )
+    expand: Literal["category"] | None = Field(
+        default=None,
+        description="`category`: embed each product's category as `{id, name}` (or null).",
     )
 
     @model_validator(mode="after")

@@ -248,7 +248,26 @@ class ProductFields(BaseModel):
 # `ProductFields`, so they have no `category` at all, and validating a record looks up no
 # attribute it does not have. (A comment: a docstring would become the schema's description.)
 class ProductRead(ProductFields):
-    model_config = ConfigDict(from_attributes=True, title="Product")
+    model_config = ConfigDict(
+        from_attributes=True,
+        title="Product",
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 42,
+                    "sku": "TSHIRT-RED-M",
+                    "name": "Red T-shirt",
+                    "description": "Cotton, medium",
+                    "price": 19.99,
+                    "quantity": 10,
+                    "created_at": "2026-11-25T11:42:25.417035Z",
+                    "updated_at": "2026-11-26T08:03:51.220914Z",
+                    "version": 3,
+                    "category_id": 7,
+                }
+            ]
+        },
+    )
 
     category: CategorySummary | None = Field(
         default=None,

@@ -220,3 +220,21 @@ def test_products_document_category_id_and_expand() -> None:
     listing = {p["name"] for p in paths["/products"]["get"]["parameters"]}
     assert {"category_id", "expand"} <= listing
     assert "expand" in {p["name"] for p in paths["/products/{product_id}"]["get"]["parameters"]}
+
+
+def test_optional_parameters_are_their_values_alone_and_resources_have_examples() -> None:
+    document = app.openapi()
+
+    parameters = [
+        parameter
+        for path_item in document["paths"].values()
+        for operation in path_item.values()
+        for parameter in operation.get("parameters", [])
+    ]
+    assert parameters
+    assert not [p["name"] for p in parameters if "anyOf" in p["schema"]]  # no `| null`
+    schemas = document["components"]["schemas"]
+    for name in ("Product", "Category"):
+        example = schemas[name]["examples"][0]
+        assert set(example) == set(schemas[name]["properties"]) - {"category"}
+        assert example["created_at"].endswith("Z")

@@ -49,21 +49,19 @@ _expanded_list = TypeAdapter(list[ProductRead])
 
 @router.get("", response_model=list[ProductRead], responses=list_responses("products"))
 def list_products(
-    request: Request,
-    db: ReadSessionDep,
-    query: Annotated[ProductQuery, Query()],
-    expand: ExpandParameter = None,
+    request: Request, db: ReadSessionDep, query: Annotated[ProductQuery, Query()]
 ) -> Response:
     """List products: filter, sort, and page by offset or by cursor."""
     filters = crud.ProductFilters(**query.filters())
+    expanded = query.expand == "category"
     return page_response(
         request,
         query,
         sort_keys=crud.sort_keys,
         fetch=lambda paging: crud.list_products(
-            db, filters=filters, paging=paging, with_category=expand == "category"
+            db, filters=filters, paging=paging, with_category=expanded
         ),
-        adapter=_expanded_list if expand == "category" else _product_list,
+        adapter=_expanded_list if expanded else _product_list,
     )
 
 

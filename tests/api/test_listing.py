@@ -333,3 +333,15 @@ def test_cursor_may_change_the_page_size(client: TestClient, catalog: list[Produ
     response = client.get("/products", params={"cursor": cursor, "limit": 5})
 
     assert [p["id"] for p in response.json()] == sorted(p.id for p in catalog)[2:7]
+
+
+@pytest.mark.parametrize("path", ["/products", "/categories"])
+@pytest.mark.parametrize("query", ["colour=red", "min_prce=5", "page=2&per_page=1"])
+def test_an_unknown_query_parameter_is_422_naming_it(
+    client: TestClient, path: str, query: str
+) -> None:
+    response = client.get(f"{path}?{query}")
+
+    assert response.status_code == 422
+    named = {error["loc"][-1] for error in response.json()["errors"]}
+    assert named == {part.split("=")[0] for part in query.split("&")}
