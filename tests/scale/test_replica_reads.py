@@ -9,6 +9,7 @@ allows 1 s.
 - with the replica stopped, every read is still a 2xx, and `/health/ready` says so.
 """
 
+import signal
 import threading
 import time
 from collections import Counter
@@ -149,6 +150,41 @@ def test_a_malformed_token_is_a_400(setup: Setup) -> None:
     assert response.status_code == 400
     assert response.headers["content-type"] == "application/problem+json"
     assert "Consistency-Token" in response.json()["detail"]
+
+
+# DB_STATEMENT_TIMEOUT_MS (5 s, a read's own bound: database/timeouts.py) + DB_POOL_TIMEOUT +
+# DB_CONNECT_TIMEOUT (2 s each here) + a few seconds for a busy machine.
+FROZEN_READ_BOUND = 5 + 2 + 2 + 3
+
+
+def test_reads_are_2xx_within_the_bound_with_the_replica_frozen(setup: Setup) -> None:
+    written = _create(setup.a, "Replica frozen")
+    product = written.json()
+    deadline = time.monotonic() + 10
+    while setup.a.get(f"/products/{product['id']}").status_code != 200:
+        assert time.monotonic() < deadline, "the replica never caught up"
+        time.sleep(0.2)
+
+    def read(path: str) -> tuple[int, float]:
+        started = time.monotonic()
+        status = setup.a.get(path).status_code
+        return status, time.monotonic() - started
+
+    # Its kernel still accepts every byte, nothing answers (a paused machine).
+    setup.replica.signal_every_process(signal.SIGSTOP)
+    try:
+        with ThreadPoolExecutor(max_workers=6) as readers:
+            paths = [f"/products/{product['id']}", "/products"] * 3
+            answers = [readers.submit(read, path) for path in paths]
+            frozen = [answer.result(timeout=2 * FROZEN_READ_BOUND) for answer in answers]
+        ready = setup.a.get("/health/ready")
+    finally:
+        setup.replica.signal_every_process(signal.SIGCONT)
+
+    assert {status for status, _ in frozen} == {200}, frozen
+    assert max(elapsed for _, elapsed in frozen) <= FROZEN_READ_BOUND, frozen
+    assert ready.status_code == 200  # the primary answers: the instance serves
+    setup.replication.wait_for("delayed", "streaming")
 
 
 def test_reads_are_2xx_and_the_service_ready_with_the_replica_stopped(setup: Setup) -> None:
