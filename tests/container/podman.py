@@ -105,10 +105,12 @@ class Podman:
         timeout: float = 300,
         check: bool = True,
     ) -> subprocess.CompletedProcess[str]:
-        """podman-compose on compose.yaml with the test's override, as project `project`."""
+        """podman-compose on compose.yaml with the test's override, as project `project`; the
+        project's own .env (a developer's settings) is left out, `environment` is passed in."""
         files = ("-f", "compose.yaml", "-f", str(HERE / "compose.test.yaml"))
+        options = ("--project-name", project, "--env-file", os.devnull, *files)
         return run(
-            (self.compose_command, "--project-name", project, *files, *arguments),
+            (self.compose_command, *options, *arguments),
             env={**self.env, **(environment or {})},
             timeout=timeout,
             check=check,
