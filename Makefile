@@ -4,9 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 # The PostgreSQL test run; its database is dropped and re-created by the tests.
 PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/catalog_test
+# podman-compose's own virtual environment (.ci/install-container-tools), outside the project.
+CONTAINER_TOOLS_DIR ?= $(HOME)/.cache/catalog-container-tools
 
 .DEFAULT_GOAL := help
-.PHONY: help install run migrate seed clean test-notice test test-sqlite test-postgres test-scale lint format bench bench-listing openapi screenshot
+.PHONY: help install run migrate seed clean test-notice test test-sqlite test-postgres test-scale test-container lint format bench bench-listing openapi screenshot
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -39,7 +41,7 @@ clean: ## Remove the local SQLite database and the caches (not .venv)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache
 	find . -name __pycache__ -not -path './.venv/*' -prune -exec rm -rf {} +
 
-test: test-notice test-sqlite test-postgres test-scale ## Run the test suite on SQLite, then on PostgreSQL, then scaling out
+test: test-notice test-sqlite test-postgres test-scale ## Run the suite on SQLite, PostgreSQL, scaling out (the image: test-container)
 
 test-notice:
 	@echo "make test: installs PgBouncer and HAProxy from Debian's packages if missing (apt-get)," \
@@ -54,6 +56,11 @@ test-postgres: $(VENV)/.dev-installed ## Run the test suite on PostgreSQL (PG_TE
 test-scale: $(VENV)/.dev-installed ## Scaling out: replicas, PgBouncer, HAProxy, several instances
 	bash .ci/install-scale-tools
 	$(BIN)/python -m pytest tests/scale
+
+test-container: $(VENV)/.dev-installed ## Build the image, run it and compose.yaml with podman (installed if missing)
+	CONTAINER_TOOLS_DIR=$(CONTAINER_TOOLS_DIR) bash .ci/install-container-tools
+	CONTAINER_TOOLS_DIR=$(CONTAINER_TOOLS_DIR) TEST_DATABASE_URL=$(PG_TEST_URL) \
+		$(BIN)/python -m pytest tests/container
 
 $(VENV)/.bench-installed: requirements.txt requirements-dev.txt bench/requirements.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
