@@ -48,7 +48,9 @@ def list_categories(
     session: Session, *, filters: CategoryFilters, paging: shared.Paging
 ) -> tuple[list[Category], int]:
     """One page of the categories that match the filters, and how many match in all."""
-    return shared.list_page(session, select(Category), where=filters.where(), paging=paging)
+    return shared.list_page(
+        session, select(Category), of=Category, where=filters.where(), paging=paging
+    )
 
 
 def sort_keys(requested: Sequence[tuple[str, bool]]) -> list[shared.SortKey]:

@@ -100,7 +100,7 @@ def list_products(
     rows = select(Product)
     if with_category:
         rows = rows.options(joinedload(Product.category))
-    return shared.list_page(session, rows, where=filters.where(), paging=paging)
+    return shared.list_page(session, rows, of=Product, where=filters.where(), paging=paging)
 
 
 def sort_keys(requested: Sequence[tuple[str, bool]]) -> list[shared.SortKey]:

@@ -228,16 +228,21 @@ class Paging:
 
 
 def list_page(
-    session: Session, rows: Select[Any], *, where: Sequence[ColumnElement[bool]], paging: Paging
+    session: Session,
+    rows: Select[Any],
+    *,
+    of: type[Base],
+    where: Sequence[ColumnElement[bool]],
+    paging: Paging,
 ) -> tuple[list[Any], int]:
-    """One page of the entities `rows` selects, and how many match `where` in all."""
+    """One page of the `of` entities `rows` selects, and how many match `where` in all."""
     keys, after, skip, limit = paging.keys, paging.after, paging.skip, paging.limit
     page = rows.where(*where)
     if after is not None:
         page = page.where(_after(keys, after))
     page = page.order_by(*(key.column.desc() if key.descending else key.column for key in keys))
     page = page.limit(limit)
-    count = select(func.count()).select_from(rows.get_final_froms()[0]).where(*where)
+    count = select(func.count()).select_from(of).where(*where)
     if skip:
         # An offset page: with an extra column PostgreSQL would project every skipped row
         # (bench/README.md, "Listing"), so the count is a query of its own.
