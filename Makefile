@@ -66,9 +66,17 @@ $(VENV)/.bench-installed: requirements.txt requirements-dev.txt bench/requiremen
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	touch $@ $(VENV)/.dev-installed $(VENV)/.runtime-installed
 
-bench: $(VENV)/.bench-installed ## Throughput vs reference apps with wrk, 1 and 2 workers (~30 min)
+# The previous version, benchmarked beside this one: a worktree of its commit, on this .venv.
+BENCH_OLD_REF ?= 638b1fc
+BENCH_OLD_DIR := .bench-old
+
+$(BENCH_OLD_DIR):
+	git worktree add --detach $(BENCH_OLD_DIR) $(BENCH_OLD_REF)
+
+bench: $(VENV)/.bench-installed $(BENCH_OLD_DIR) ## Throughput vs the previous version and what users pick instead, with wrk (~30 min)
 	@command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk"; exit 1; }
-	$(BIN)/python bench/throughput.py --soak 300
+	$(BIN)/python bench/throughput.py --old-dir $(BENCH_OLD_DIR) --workers 1 2 --rounds 2 \
+	  --duration 8 --scenarios "GET one" "list 100" POST "POST idempotent" "mixed 80/20"
 
 bench-listing: $(VENV)/.bench-installed ## Listing latency on 1M products (PostgreSQL, BENCH_DATABASE_URL)
 	$(BIN)/python bench/listing.py
