@@ -9,6 +9,12 @@ _VERSION_MAX = 2_147_483_647  # the `version` column is a 4-byte integer
 # A precondition names a few versions; a list longer than this is refused (400) before any
 # work, so that one header cannot keep the event loop busy (docs/api.md, "Limits").
 MAX_ENTITY_TAGS = 100
+# What the OpenAPI document says a precondition is: `*`, or entity tags separated by commas
+# (empty elements allowed, as RFC 9110's lists allow them).
+# Documented only: a value that does not match is the handlers' 400 (never FastAPI's 422).
+ENTITY_TAGS_PATTERN = (
+    r'^([ \t]*\*[ \t]*|[ \t,]*((W/)?"[^"]*"[ \t]*(,[ \t,]*(W/)?"[^"]*"[ \t]*)*)?[ \t,]*)$'
+)
 
 # One element of a comma-separated entity-tag list, up to and including its comma: a tag
 # (`"3"` or `W/"3"`: a comma inside the quotes belongs to the tag) or anything else, which
@@ -60,6 +66,7 @@ async def if_match_versions(
         str | None,
         Header(
             description='Write only if the product is at this ETag (e.g. `"3"`), else 412.',
+            json_schema_extra={"pattern": ENTITY_TAGS_PATTERN},
         ),
     ] = None,
 ) -> frozenset[int] | None:
@@ -72,7 +79,10 @@ async def if_match_versions(
 async def if_none_match_versions(
     if_none_match: Annotated[
         str | None,
-        Header(description="Answer 304 with no body if the resource is still at this ETag."),
+        Header(
+            description="Answer 304 with no body if the resource is still at this ETag.",
+            json_schema_extra={"pattern": ENTITY_TAGS_PATTERN},
+        ),
     ] = None,
 ) -> frozenset[int] | None:
     """The versions `If-None-Match` names (weak comparison): empty without the header, `None`
