@@ -5,7 +5,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from crud import shared
@@ -58,13 +57,7 @@ def sort_keys(requested: Sequence[tuple[str, bool]]) -> list[shared.SortKey]:
 
 
 def create_category(session: Session, *, values: Mapping[str, Any]) -> Category:
-    category = Category(**values)
-    session.add(category)
-    try:
-        session.flush()  # the INSERT: the database assigns the id
-    except IntegrityError as exc:
-        raise shared.as_domain_error(exc, Category, _conflicts(values)) from exc
-    return category
+    return shared.insert(session, Category(**values), lambda: _conflicts(values))
 
 
 def update_category(

@@ -109,13 +109,7 @@ def sort_keys(requested: Sequence[tuple[str, bool]]) -> list[shared.SortKey]:
 
 
 def create_product(session: Session, *, values: Mapping[str, Any]) -> Product:
-    product = Product(**values)
-    session.add(product)
-    try:
-        session.flush()  # the INSERT: the database assigns the id
-    except IntegrityError as exc:
-        raise shared.as_domain_error(exc, Product, _conflicts(values)) from exc
-    return product
+    return shared.insert(session, Product(**values), lambda: _conflicts(values))
 
 
 def create_products(session: Session, *, rows: Sequence[Mapping[str, Any]]) -> list[Product]:

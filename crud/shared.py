@@ -79,6 +79,17 @@ def as_domain_error(exc: IntegrityError, model: type[Base], conflicts: Conflicts
     return error() if error is not None else exc
 
 
+def insert(session: Session, row: M, conflicts: Callable[[], Conflicts]) -> M:
+    """Add `row` and flush (the INSERT: the database assigns its id); a violated constraint
+    named in `conflicts()` becomes that domain error."""
+    session.add(row)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        raise as_domain_error(exc, type(row), conflicts()) from exc
+    return row
+
+
 @dataclass(frozen=True)
 class Resource:
     """What a resource's rows share: its model, the error for a missing row, and the columns a

@@ -13,10 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO, Any, TypeVar
 
 import httpx
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 
 from config import PROJECT_DIR, normalize_database_url
 from tests.databases import ON_POSTGRES, fresh_postgres_database, upgrade
@@ -151,3 +151,32 @@ def all_at_once(count: int, call: Callable[[int], T]) -> list[T]:
 
     with ThreadPoolExecutor(max_workers=count) as pool:
         return list(pool.map(run, range(count)))
+
+
+def query(database_url: str, sql: str, **parameters: Any) -> list[Any]:
+    """The rows of `sql` on a connection of its own (what the database holds, not the service)."""
+    engine = create_engine(normalize_database_url(database_url))
+    try:
+        with engine.connect() as connection:
+            return list(connection.execute(text(sql), parameters).all())
+    finally:
+        engine.dispose()
+
+
+def create_until_stopped(
+    base_url: str, number: int, stop: threading.Event, acknowledged: list[dict[str, Any]]
+) -> None:
+    """POST products one after the other until `stop` (or the server is gone); each one
+    answered 201 goes into `acknowledged`."""
+    with httpx.Client(base_url=base_url, timeout=10) as client:
+        for index in range(10_000):
+            if stop.is_set():
+                return
+            try:
+                response = client.post(
+                    "/products", json={"name": f"Stream {number}-{index}", "price": 3}
+                )
+            except httpx.TransportError:
+                return  # the server is gone: this write was never acknowledged
+            if response.status_code == 201:
+                acknowledged.append(response.json())

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests.postgres_cluster import PrivateCluster, private_cluster
-from tests.server import Service, migrate, service_process
+from tests.server import create_until_stopped, migrate, service_process
 
 # Once per `make test`: in the PostgreSQL run (the cluster is private either way).
 pytestmark = pytest.mark.postgres_only
@@ -167,22 +167,13 @@ def test_sigterm_during_a_stream_of_creates_loses_no_acknowledged_write(
     acknowledged: list[dict[str, Any]] = []
     stop = threading.Event()
 
-    def writer(service: Service, number: int) -> None:
-        with httpx.Client(base_url=service.base_url, timeout=10) as client:
-            for index in range(10_000):
-                if stop.is_set():
-                    return
-                try:
-                    response = client.post(
-                        "/products", json={"name": f"Stream {number}-{index}", "price": 3}
-                    )
-                except httpx.TransportError:
-                    return  # the server is gone: this write was never acknowledged
-                if response.status_code == 201:
-                    acknowledged.append(response.json())
-
     with service_process(cluster.url) as service:
-        threads = [threading.Thread(target=writer, args=(service, n)) for n in range(4)]
+        threads = [
+            threading.Thread(
+                target=create_until_stopped, args=(service.base_url, n, stop, acknowledged)
+            )
+            for n in range(4)
+        ]
         for thread in threads:
             thread.start()
         time.sleep(1.5)

@@ -19,7 +19,13 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from config import normalize_database_url
-from tests.server import all_at_once, migrated_database, running_service, service_process
+from tests.server import (
+    all_at_once,
+    migrated_database,
+    query,
+    running_service,
+    service_process,
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,17 +40,8 @@ def service(database_url: str) -> Iterator[str]:
         yield base_url
 
 
-def _rows(database_url: str, sql: str, **parameters: Any) -> list[Any]:
-    engine = create_engine(normalize_database_url(database_url))
-    try:
-        with engine.connect() as connection:
-            return list(connection.execute(text(sql), parameters).all())
-    finally:
-        engine.dispose()
-
-
 def _products_named(database_url: str, name: str) -> list[int]:
-    rows = _rows(database_url, "SELECT id FROM products WHERE name = :name", name=name)
+    rows = query(database_url, "SELECT id FROM products WHERE name = :name", name=name)
     return [row.id for row in rows]
 
 
@@ -104,7 +101,7 @@ def test_a_lost_answer_is_replayed_byte_for_byte_and_nothing_is_created_twice(
     (product_id,) = _products_named(database_url, name)
     assert retry.json()["id"] == product_id
     assert retry.headers["location"] == f"/products/{product_id}"
-    kept = _rows(database_url, "SELECT body, etag FROM idempotency_keys WHERE key = 'lost-1'")
+    kept = query(database_url, "SELECT body, etag FROM idempotency_keys WHERE key = 'lost-1'")
     assert bytes(kept[0].body) == retry.content
     assert kept[0].etag == retry.headers["etag"]
     assert (again.status_code, again.content, again.headers["etag"]) == (
@@ -191,7 +188,7 @@ def test_a_keyed_write_that_waits_out_its_lock_timeout_is_a_503_not_a_409(
 
     assert refused.status_code == 503, refused.text
     assert "retry-after" in refused.headers
-    assert _rows(database_url, "SELECT 1 FROM idempotency_keys WHERE key = :key", key=key) == []
+    assert query(database_url, "SELECT 1 FROM idempotency_keys WHERE key = :key", key=key) == []
     retried = _keyed(service, path, {"delta": -1}, key)
     assert (retried.status_code, retried.json()["quantity"]) == (200, 9)
 

@@ -16,13 +16,11 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
 
-from config import normalize_database_url
 from crud.health import required_revision
 from tests.container.conftest import MEASURED, wait_for
 from tests.container.podman import Podman
-from tests.server import free_port
+from tests.server import create_until_stopped, free_port, query
 
 MAX_IMAGE_BYTES = 350_000_000
 WORKERS = 2
@@ -127,22 +125,13 @@ def service(podman: Podman, app_image: str, migrated_database: str) -> Iterator[
         yield container
 
 
-def _query(database_url: str, sql: str, **parameters: Any) -> list[Any]:
-    engine = create_engine(normalize_database_url(database_url))
-    try:
-        with engine.connect() as connection:
-            return list(connection.execute(text(sql), parameters).all())
-    finally:
-        engine.dispose()
-
-
 def test_the_image_is_under_350_mb(podman: Podman, app_image: str) -> None:
     size = int(podman("image", "inspect", "--format", "{{.Size}}", app_image).stdout)
     assert size < MAX_IMAGE_BYTES, f"{size / 1e6:.0f} MB"
 
 
 def test_alembic_upgrade_head_runs_from_the_image_as_a_one_off(migrated_database: str) -> None:
-    rows = _query(migrated_database, "SELECT version_num FROM alembic_version")
+    rows = query(migrated_database, "SELECT version_num FROM alembic_version")
     assert [row.version_num for row in rows] == [required_revision()]
 
 
@@ -207,24 +196,15 @@ def test_sigterm_lets_requests_in_flight_finish_and_the_container_exits_0(
     acknowledged: list[dict[str, Any]] = []
     stop = threading.Event()
 
-    def writer(base_url: str, number: int) -> None:
-        with httpx.Client(base_url=base_url, timeout=10) as client:
-            for index in range(10_000):
-                if stop.is_set():
-                    return
-                try:
-                    response = client.post(
-                        "/products", json={"name": f"Stream {number}-{index}", "price": 3}
-                    )
-                except httpx.TransportError:
-                    return  # the server is gone: this write was never acknowledged
-                if response.status_code == 201:
-                    acknowledged.append(response.json())
-
     sigterm_sent = threading.Event()
     slow_body = json.dumps({"name": "In flight at SIGTERM", "price": 4.25}).encode()
     with running_container(podman, app_image, migrated_database) as container:
-        threads = [threading.Thread(target=writer, args=(container.base_url, n)) for n in range(4)]
+        threads = [
+            threading.Thread(
+                target=create_until_stopped, args=(container.base_url, n, stop, acknowledged)
+            )
+            for n in range(4)
+        ]
         for thread in threads:
             thread.start()
         slow: dict[str, Any] = {}
@@ -262,7 +242,7 @@ def test_sigterm_lets_requests_in_flight_finish_and_the_container_exits_0(
     assert len(acknowledged) > 10, "the stream never got going"
     answered = [*acknowledged, product]
     stored = dict(
-        _query(
+        query(
             migrated_database,
             "SELECT id, name FROM products WHERE id = ANY(:ids)",
             ids=[p["id"] for p in answered],
