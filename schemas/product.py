@@ -137,14 +137,15 @@ CategoryId = Annotated[
 Timestamp = Annotated[datetime, WithJsonSchema({"type": "string", "format": "date-time"})]
 
 
+_TOO_MANY_FIELDS = ("too_many_fields", f"More than {MAX_UNKNOWN_FIELDS} unknown fields")
+
+
 def _refuse_many_unknown(fields: Iterable[str], known: Iterable[str]) -> None:
     # pydantic builds an error for every unknown field before reporting any: a 1 MiB body of
     # them would cost far more than any valid body. Counting first stops at the limit.
     unknown = (field for field in fields if field not in known)
     if next(islice(unknown, MAX_UNKNOWN_FIELDS, None), None) is not None:
-        raise PydanticCustomError(
-            "too_many_fields", f"More than {MAX_UNKNOWN_FIELDS} unknown fields"
-        )
+        raise PydanticCustomError(*_TOO_MANY_FIELDS)
 
 
 class _ClosedObject(BaseModel):
@@ -157,10 +158,19 @@ class _ClosedObject(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _bounded(cls, data: Any) -> Any:
+        # Every body goes through here: one loop, no helper (bench/request_path.py).
         if not isinstance(data, dict):
             return data
-        _refuse_many_unknown(data, cls.model_fields.keys() | cls.ignored)
-        return {field: value for field, value in data.items() if field not in cls.ignored}
+        known, unknown, kept = cls.model_fields.keys(), 0, {}
+        for field, value in data.items():
+            if field in cls.ignored:
+                continue
+            if field not in known:
+                unknown += 1
+                if unknown > MAX_UNKNOWN_FIELDS:
+                    raise PydanticCustomError(*_TOO_MANY_FIELDS)
+            kept[field] = value
+        return kept
 
 
 class RequestBody(_ClosedObject):
