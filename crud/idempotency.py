@@ -109,7 +109,8 @@ def forget(session: Session, request: KeyedRequest) -> None:
 
 def keep(session: Session, request: KeyedRequest, answer: KeptAnswer) -> None:
     """Store the answer in the key claimed by this transaction; it commits with the write."""
-    session.execute(update(KEYS).where(_this_key(request)).values(**answer._asdict()))
+    this_key = (KEYS.c.caller == request.caller) & (KEYS.c.key == request.key)  # _this_key, inline
+    session.execute(update(KEYS).where(this_key).values(**answer._asdict()))
 
 
 def purge_expired(session: Session, *, now: datetime, limit: int) -> int:
