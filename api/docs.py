@@ -1,7 +1,9 @@
 """`/docs` (Swagger UI) and `/redoc` with no internet access: FastAPI's "Self-Hosting" recipe,
 with the assets of the pinned `fastapi-offline` package instead of a CDN's."""
 
-from fastapi import FastAPI, Request
+from importlib.resources import files
+
+from fastapi import FastAPI, Request, Response
 from fastapi.openapi.docs import (
     get_redoc_html,
     get_swagger_ui_html,
@@ -13,9 +15,14 @@ from fastapi.staticfiles import StaticFiles
 DOCS_URL = "/docs"
 REDOC_URL = "/redoc"
 ASSETS_URL = "/static/docs"
+# ReDoc 2's bundle always shows a footer logo from cdn.redoc.ly, which the pages' policy
+# refuses (a console error on every load) and which has no option to drop: the bundle is
+# served with that logo replaced by the service's own icon, relative to the /redoc page.
+REDOC_JS_URL = "/static/redoc.js"
+_REDOC_LOGO = b"https://cdn.redoc.ly/redoc/logo-mini.svg"
 # Only the package's files, not its app factory: the routes below stay FastAPI's own.
 ASSETS_PACKAGE = ("fastapi_offline", "static")
-# The bundles reach out on their own too (ReDoc's footer logo): nothing from another origin.
+# Nothing from another origin, whatever a bundle may try.
 # Inline: FastAPI's templates and ReDoc's styles; blob: ReDoc's search worker; data: icons.
 CONTENT_SECURITY_POLICY = "; ".join(
     [
@@ -39,6 +46,12 @@ def install_offline_docs(app: FastAPI) -> None:
     # Swagger UI's validator badge would call validator.swagger.io: switch it off explicitly.
     swagger_ui_parameters = {"validatorUrl": None, **(app.swagger_ui_parameters or {})}
     app.mount(ASSETS_URL, StaticFiles(packages=[ASSETS_PACKAGE]), name="docs-assets")
+    bundle = files(ASSETS_PACKAGE[0]).joinpath(ASSETS_PACKAGE[1], "redoc.standalone.js")
+    redoc_js = bundle.read_bytes().replace(_REDOC_LOGO, f"{ASSETS_URL[1:]}/favicon.png".encode())
+
+    @app.get(REDOC_JS_URL, include_in_schema=False)
+    async def redoc_bundle() -> Response:
+        return Response(redoc_js, media_type="text/javascript")
 
     @app.get(DOCS_URL, include_in_schema=False)
     async def swagger_ui_html(request: Request) -> HTMLResponse:
@@ -69,7 +82,7 @@ def install_offline_docs(app: FastAPI) -> None:
             get_redoc_html(
                 openapi_url=root + openapi_url,
                 title=f"{app.title} - ReDoc",
-                redoc_js_url=f"{root}{ASSETS_URL}/redoc.standalone.js",
+                redoc_js_url=root + REDOC_JS_URL,
                 redoc_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
                 with_google_fonts=False,
             )

@@ -2,6 +2,7 @@
 
 import gc
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -100,6 +101,18 @@ def test_docs_page_is_served(client: TestClient) -> None:
 
     assert response.status_code == 200
     assert "swagger" in response.text.lower()
+
+
+def test_redoc_asks_no_other_host_for_its_logo(client: TestClient) -> None:
+    page = client.get("/redoc")
+    script = re.search(r'<script src="([^"]+)"', page.text)
+    assert script is not None, page.text
+    bundle = client.get(script.group(1))
+
+    assert bundle.status_code == 200
+    assert "cdn.redoc.ly" not in bundle.text
+    assert "static/docs/favicon.png" in bundle.text  # the service's own icon instead
+    assert client.get("/static/docs/favicon.png").status_code == 200
 
 
 def test_the_objects_of_start_up_are_out_of_the_garbage_collectors_sight() -> None:
