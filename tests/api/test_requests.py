@@ -133,6 +133,9 @@ def test_one_access_log_line_per_request_with_route_template(
     assert line.duration_ms >= 0
     assert line.request_id == "trace-42"
     assert response.headers["x-request-id"] == "trace-42"
+    # The client's address, first on the line (TestClient's own is "testclient").
+    assert line.client == "testclient"
+    assert line.getMessage().startswith("testclient GET /products/{product_id} 200 ")
 
 
 def test_unexpected_error_500_carries_the_request_id(
