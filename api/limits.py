@@ -64,8 +64,12 @@ class LimitsMiddleware:
                     received += len(message.get("body", b""))
                     if received > MAX_BODY_BYTES:
                         # Raised inside the route's body read: the problem handlers render it.
+                        # The rest of the body is never read: the connection cannot carry
+                        # another request, and the client must know not to send one on it.
                         raise HTTPException(
-                            413, detail=f"The request body is larger than {MAX_BODY_BYTES} bytes"
+                            413,
+                            detail=f"The request body is larger than {MAX_BODY_BYTES} bytes",
+                            headers={"Connection": "close"},
                         )
                 return message
 

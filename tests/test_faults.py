@@ -218,6 +218,7 @@ def test_hostile_requests_get_the_contract_statuses(cluster: PrivateCluster) -> 
 
         chunked = client.post("/products", content=iter([two_mib[:1000], two_mib]), headers=auth)
         assert chunked.status_code == 413
+        assert chunked.headers["connection"] == "close"
 
         body = json.dumps({"name": "Tee", "price": 2})
         missing_key = client.post(

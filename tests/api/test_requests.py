@@ -79,6 +79,8 @@ def test_chunked_body_over_one_mib_is_413_problem(client: TestClient) -> None:
 
     assert response.status_code == 413
     assert response.headers["content-type"] == "application/problem+json"
+    # The rest of the body is left unread: no further request may follow on this connection.
+    assert response.headers["connection"] == "close"
 
 
 def test_body_of_exactly_the_limit_is_not_413(client: TestClient) -> None:

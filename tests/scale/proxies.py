@@ -223,25 +223,45 @@ def haproxy(servers: Mapping[str, int]) -> Iterator[HAProxy]:
     """HAProxy from deploy/haproxy.cfg in front of `servers` (name: port on 127.0.0.1)."""
     require(HAPROXY)
     directory = Path(tempfile.mkdtemp(prefix="catalog-haproxy-", dir="/tmp"))
-    port = free_port()
     stats_socket = directory / "admin.sock"
     config = directory / "haproxy.cfg"
-    config.write_text(render_haproxy_cfg(port=port, servers=servers, stats_socket=stats_socket))
     log = directory / "haproxy.log"
-    with log.open("wb") as output:
-        # -db: in the foreground, not as a daemon; its log lines (`log stdout`) go to `log`.
-        process = subprocess.Popen(
-            [str(HAPROXY), "-db", "-f", str(config)], stdout=output, stderr=subprocess.STDOUT
-        )
     try:
+        # A free port can be taken by another process before HAProxy binds it: HAProxy then
+        # exits, and starts again on another port.
+        for attempt in range(3):
+            port = free_port()
+            config.write_text(
+                render_haproxy_cfg(port=port, servers=servers, stats_socket=stats_socket)
+            )
+            with log.open("wb") as output:
+                # -db: in the foreground, not as a daemon; its log lines (`log stdout`) go to `log`.
+                process = subprocess.Popen(
+                    [str(HAPROXY), "-db", "-f", str(config)],
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                )
+            proxy = HAProxy(f"http://127.0.0.1:{port}", stats_socket, log)
+            if _haproxy_started(proxy, process) or attempt == 2:
+                break
         _wait_for_port("HAProxy", port, process, log)
-        yield HAProxy(f"http://127.0.0.1:{port}", stats_socket, log)
+        yield proxy
     finally:
         _stop(process, signal.SIGUSR1)  # soft stop: finish the requests under way
         shutil.rmtree(directory, ignore_errors=True)
 
 
-# --- Service instances -----------------------------------------------------------------------
+def _haproxy_started(proxy: HAProxy, process: subprocess.Popen[bytes]) -> bool:
+    """Whether HAProxy answers on its runtime API (False: it exited, e.g. its port was taken)."""
+    deadline = time.monotonic() + 20
+    while process.poll() is None:
+        with contextlib.suppress(OSError):
+            if "Pid:" in proxy.command("show info"):
+                return True
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"HAProxy did not start:\n{proxy.output()}")
+        time.sleep(0.05)
+    return False
 
 
 class Instance:
