@@ -1,10 +1,11 @@
-"""Every query on `categories`, as `crud.products` writes them (its docstring says how)."""
+"""Every query on `categories`, written as `crud.products` writes them."""
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from crud import shared
@@ -21,8 +22,6 @@ RESOURCE = shared.Resource(
 
 @dataclass(frozen=True)
 class CategoryFilters:
-    """What a listing keeps: `q`, a case-insensitive substring of the name."""
-
     q: str | None = None
 
     def where(self) -> list[ColumnElement[bool]]:
@@ -36,7 +35,6 @@ def _conflicts(values: Mapping[str, Any]) -> shared.Conflicts:
 
 
 def get_category(session: Session, category_id: int) -> Category:
-    """One category; `CategoryNotFound` if there is none."""
     category = session.get(Category, category_id)
     if category is None:
         raise CategoryNotFound(category_id)
@@ -46,7 +44,6 @@ def get_category(session: Session, category_id: int) -> Category:
 def list_categories(
     session: Session, *, filters: CategoryFilters, paging: shared.Paging
 ) -> tuple[list[Category], int]:
-    """One page of the categories that match the filters, and how many match in all."""
     return shared.list_page(
         session, select(Category), of=Category, where=filters.where(), paging=paging
     )
@@ -57,7 +54,13 @@ def sort_keys(requested: Sequence[tuple[str, bool]]) -> list[shared.SortKey]:
 
 
 def create_category(session: Session, *, values: Mapping[str, Any]) -> Category:
-    return shared.insert(session, Category(**values), lambda: _conflicts(values))
+    category = Category(**values)
+    session.add(category)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        raise shared.as_domain_error(exc, Category, _conflicts(values)) from exc
+    return category
 
 
 def update_category(
@@ -81,11 +84,10 @@ def update_category(
 def delete_category(
     session: Session, category_id: int, *, expected_versions: Collection[int] | None = None
 ) -> None:
-    """Delete it unless a product names it: the foreign key decides, in the same statement,
-    so a product assigned to it meanwhile is never left naming a missing category."""
+    """Unless a product names it: the foreign key decides, in the same statement, so a product
+    assigned to it meanwhile is never left naming a missing category."""
 
-    def in_use() -> CategoryInUse:
-        # The delete was refused; this only says how many products name it.
+    def in_use() -> CategoryInUse:  # the delete was refused; this says how many products
         named = select(func.count()).where(Product.category_id == category_id)
         return CategoryInUse(category_id, session.execute(named).scalar_one())
 

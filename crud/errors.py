@@ -46,8 +46,6 @@ class StaleVersion(CatalogError):
 
 
 class SchemaNotReady(CatalogError):
-    """The database answers, but its schema is not at the migration this release needs."""
-
     status = HTTPStatus.SERVICE_UNAVAILABLE
     type = "urn:catalog:problem:schema-not-ready"
     title = "Schema not ready"
@@ -62,36 +60,28 @@ class SchemaNotReady(CatalogError):
         )
 
 
-class DuplicateValue(CatalogError):
-    """A unique constraint refused a value; a subclass names the resource's field."""
-
+class DuplicateSku(CatalogError):
     status = HTTPStatus.CONFLICT
-
-    def __init__(self, resource: str, field: str, value: str | None, *, note: str = "") -> None:
-        super().__init__(
-            f"A {resource} with {field} {value!r} already exists{note}", **{field: value}
-        )
-
-
-class DuplicateSku(DuplicateValue):
     type = "urn:catalog:problem:duplicate-sku"
     title = "Duplicate SKU"
 
     def __init__(self, sku: str | None) -> None:
-        super().__init__("product", "sku", sku)
+        super().__init__(f"A product with sku {sku!r} already exists", sku=sku)
 
 
-class DuplicateCategoryName(DuplicateValue):
+class DuplicateCategoryName(CatalogError):
+    status = HTTPStatus.CONFLICT
     type = "urn:catalog:problem:duplicate-category-name"
     title = "Duplicate category name"
 
     def __init__(self, name: str | None) -> None:
-        super().__init__("category", "name", name, note=" (names are compared ignoring case)")
+        super().__init__(
+            f"A category with name {name!r} already exists (names are compared ignoring case)",
+            name=name,
+        )
 
 
 class UnknownCategory(CatalogError):
-    """A product names a category that does not exist: the foreign key refused the write."""
-
     status = HTTPStatus.UNPROCESSABLE_ENTITY
     type = "urn:catalog:problem:unknown-category"
     title = "Unknown category"
@@ -113,8 +103,6 @@ class UnknownCategory(CatalogError):
 
 
 class CategoryInUse(CatalogError):
-    """A category that products still name cannot be deleted: the foreign key refused it."""
-
     status = HTTPStatus.CONFLICT
     type = "urn:catalog:problem:category-in-use"
     title = "Category in use"
@@ -128,8 +116,6 @@ class CategoryInUse(CatalogError):
 
 
 class DuplicateSkuInBatch(CatalogError):
-    """A bulk create whose items repeat a sku, or name one that already exists."""
-
     status = HTTPStatus.CONFLICT
     type = "urn:catalog:problem:duplicate-sku"
     title = "Duplicate SKU"
@@ -159,8 +145,6 @@ class InsufficientStock(CatalogError):
 
 
 class IdempotencyKeyInUse(CatalogError):
-    """Another request with this key is still being carried out; its answer is not kept yet."""
-
     status = HTTPStatus.CONFLICT
     type = "urn:catalog:problem:idempotency-key-in-use"
     title = "Idempotency key in use"
@@ -173,8 +157,6 @@ class IdempotencyKeyInUse(CatalogError):
 
 
 class IdempotencyKeyReused(CatalogError):
-    """The key was used for a different request (method, path or body)."""
-
     status = HTTPStatus.UNPROCESSABLE_ENTITY
     type = "urn:catalog:problem:idempotency-key-reused"
     title = "Idempotency key reused"

@@ -1,16 +1,11 @@
 """Every query on `idempotency_keys`: a POST's answer, kept with its write, for its retries.
 
-A keyed request *claims* its key in the write's own transaction, before the write: an
-`INSERT ... ON CONFLICT DO NOTHING` into the primary key (caller, key). The write follows, then
-the answer is stored in the claimed row (`keep`) and all of it commits at once. So the unique
-key decides, not a check-then-insert: however many retries race, one claims and the others
-find its answer, and a crash leaves neither the write nor the key.
-
-A key claimed by a transaction still in flight must not make the next claim wait for it (the
-contract: 409 at once). On PostgreSQL a claimer holds the key's advisory lock until its
-transaction ends, and a claim is made only by whoever takes that lock, without waiting
-(`pg_try_advisory_xact_lock`, in the claim's own statement). SQLite has one writer at a time:
-there a claim never meets a transaction in flight.
+The unique key (caller, key) decides who writes, never a check-then-insert: a keyed request
+claims its key (`INSERT ... ON CONFLICT DO NOTHING`) in the write's own transaction, and the
+answer is stored with it (`keep`); all of it commits at once, or none of it (docs/design.md).
+A key claimed by a transaction still in flight must be a 409 at once, not a wait: on
+PostgreSQL the claim inserts only for whoever takes the key's advisory lock, without waiting
+(`pg_try_advisory_xact_lock`). SQLite has one writer at a time: nothing is ever in flight.
 """
 
 import hashlib
@@ -29,8 +24,6 @@ KEYS = IdempotencyKey.metadata.tables[IdempotencyKey.__tablename__]
 
 @dataclass(frozen=True)
 class KeyedRequest:
-    """What identifies a keyed request: whose key space, which key, and what was asked."""
-
     caller: str
     key: str
     fingerprint: str
@@ -43,8 +36,6 @@ class KeyedRequest:
 
 
 class KeptAnswer(NamedTuple):
-    """An answer as it is kept and replayed: the status, the headers that matter, the body."""
-
     status: int
     location: str | None
     etag: str | None
@@ -52,15 +43,9 @@ class KeptAnswer(NamedTuple):
 
 
 class KeptKey(NamedTuple):
-    """A committed key: what it was sent with, its answer, and until when it is kept."""
-
     fingerprint: str
     answer: KeptAnswer
     expires_at: datetime
-
-
-def _this_key(request: KeyedRequest) -> Any:
-    return (KEYS.c.caller == request.caller) & (KEYS.c.key == request.key)
 
 
 def claim(session: Session, request: KeyedRequest, *, now: datetime, ttl: timedelta) -> bool:
@@ -91,10 +76,11 @@ def claim(session: Session, request: KeyedRequest, *, now: datetime, ttl: timede
 
 
 def kept(session: Session, request: KeyedRequest) -> KeptKey | None:
-    """The committed key of `request` (None: it is claimed by a transaction in flight)."""
     columns = (KEYS.c.status, KEYS.c.location, KEYS.c.etag, KEYS.c.body)
     found = session.execute(
-        select(KEYS.c.fingerprint, KEYS.c.expires_at, *columns).where(_this_key(request))
+        select(KEYS.c.fingerprint, KEYS.c.expires_at, *columns).where(
+            KEYS.c.caller == request.caller, KEYS.c.key == request.key
+        )
     ).first()
     if found is None:
         return None
@@ -103,22 +89,21 @@ def kept(session: Session, request: KeyedRequest) -> KeptKey | None:
 
 
 def forget(session: Session, request: KeyedRequest) -> None:
-    """Delete `request`'s key (expired: it makes way for the new request)."""
-    session.execute(delete(KEYS).where(_this_key(request)))
+    session.execute(delete(KEYS).where(KEYS.c.caller == request.caller, KEYS.c.key == request.key))
 
 
 def keep(session: Session, request: KeyedRequest, answer: KeptAnswer) -> None:
     """Store the answer in the key claimed by this transaction; it commits with the write."""
-    this_key = (KEYS.c.caller == request.caller) & (KEYS.c.key == request.key)  # _this_key, inline
-    session.execute(update(KEYS).where(this_key).values(**answer._asdict()))
+    session.execute(
+        update(KEYS)
+        .where(KEYS.c.caller == request.caller, KEYS.c.key == request.key)
+        .values(**answer._asdict())
+    )
 
 
 def purge_expired(session: Session, *, now: datetime, limit: int) -> int:
-    """Delete up to `limit` expired keys, oldest first; how many were deleted.
-
-    A range scan of the `expires_at` index, never the whole table. On PostgreSQL, rows locked by
-    another purge or by a request deleting the expired key it met are skipped, not waited for.
-    """
+    """Delete up to `limit` expired keys, oldest first (a range scan of the `expires_at`
+    index); rows another transaction is deleting are skipped, not waited for."""
     expired = (
         select(KEYS.c.caller, KEYS.c.key)
         .where(KEYS.c.expires_at <= now)

@@ -1,12 +1,9 @@
-"""Every query on `products`, in the ORM as the guide teaches it: `session.get`, `select()`,
-`session.add`; one Core `UPDATE ... RETURNING` where a single atomic statement is the lesson
-(If-Match, stock). Nothing here commits: the request's session dependency does.
+"""Every query on `products`, in the ORM as the guide teaches it; one Core `UPDATE ...
+RETURNING` where a single atomic statement is the lesson (If-Match, stock). Nothing here
+commits: the request's session dependency does. `Product.category` is loaded eagerly
+(`joinedload`) where it is wanted, never lazily (the guide's N+1 lesson)."""
 
-`Product.category` is `lazy="raise"`: a query that needs it loads it eagerly
-(`joinedload`, in the same statement), and reading it anywhere else raises instead of sending
-a query per product (the guide's N+1 lesson).
-"""
-
+from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -39,8 +36,6 @@ CATEGORY_CONSTRAINT = "fk_products_category_id_categories"
 
 @dataclass(frozen=True)
 class ProductFilters:
-    """What a listing keeps: each filter that is not None narrows it."""
-
     q: str | None = None
     sku: str | None = None
     min_price: Decimal | None = None
@@ -72,7 +67,6 @@ class ProductFilters:
 
 
 def _conflicts(values: Mapping[str, Any]) -> shared.Conflicts:
-    """What the constraints of a product write mean, for the values it wrote."""
     return {
         SKU_CONSTRAINT: lambda: DuplicateSku(values.get("sku")),
         CATEGORY_CONSTRAINT: lambda: UnknownCategory({None: values.get("category_id")}),
@@ -95,8 +89,6 @@ def list_products(
     paging: shared.Paging,
     with_category: bool = False,
 ) -> tuple[list[Product], int]:
-    """One page of the products that match the filters, and how many match in all; with
-    `with_category`, each with its category, in the same statement."""
     rows = select(Product)
     if with_category:
         rows = rows.options(joinedload(Product.category))
@@ -104,23 +96,28 @@ def list_products(
 
 
 def sort_keys(requested: Sequence[tuple[str, bool]]) -> list[shared.SortKey]:
-    """`requested` (field, descending) pairs as the columns to sort by, `id` breaking ties."""
     return shared.sort_keys(RESOURCE, requested)
 
 
 def create_product(session: Session, *, values: Mapping[str, Any]) -> Product:
-    return shared.insert(session, Product(**values), lambda: _conflicts(values))
+    product = Product(**values)
+    session.add(product)
+    try:
+        session.flush()  # the INSERT: the database assigns the id and checks the constraints
+    except IntegrityError as exc:
+        raise shared.as_domain_error(exc, Product, _conflicts(values)) from exc
+    return product
 
 
 def create_products(session: Session, *, rows: Sequence[Mapping[str, Any]]) -> list[Product]:
     """Insert every row or none, in request order."""
-    repeated = _repeated_skus(rows)
+    skus = Counter(row["sku"] for row in rows if row.get("sku") is not None)
+    repeated = {index: row["sku"] for index, row in enumerate(rows) if skus[row.get("sku")] > 1}
     if repeated:
         raise DuplicateSkuInBatch(repeated, reason="appears more than once in this request")
     products = [Product(**row) for row in rows]
     try:
-        # A savepoint: when a constraint refuses the batch, the transaction can still ask
-        # which items it refused.
+        # In a savepoint, so that the transaction can still ask which items were refused.
         with session.begin_nested():
             session.add_all(products)
     except IntegrityError as exc:
@@ -134,8 +131,7 @@ def create_products(session: Session, *, rows: Sequence[Mapping[str, Any]]) -> l
 
 
 def _taken_skus(session: Session, rows: Sequence[Mapping[str, Any]]) -> Exception:
-    """The items of a bulk create whose sku the constraint refused (it has decided; this query
-    only names them)."""
+    """The items of a bulk create whose sku was refused (the constraint decided)."""
     skus = {row["sku"] for row in rows if row.get("sku") is not None}
     taken = set(session.scalars(select(Product.sku).where(Product.sku.in_(skus))))
     conflicts = {i: row["sku"] for i, row in enumerate(rows) if row.get("sku") in taken}
@@ -145,7 +141,6 @@ def _taken_skus(session: Session, rows: Sequence[Mapping[str, Any]]) -> Exceptio
 
 
 def _unknown_categories(session: Session, rows: Sequence[Mapping[str, Any]]) -> UnknownCategory:
-    """The items of a bulk create whose category the foreign key refused."""
     named = {row["category_id"] for row in rows if row.get("category_id") is not None}
     existing = set(session.scalars(select(Category.id).where(Category.id.in_(named))))
     unknown: dict[int | None, int | None] = {
@@ -157,15 +152,6 @@ def _unknown_categories(session: Session, rows: Sequence[Mapping[str, Any]]) -> 
     return UnknownCategory(unknown or {None: None})
 
 
-def _repeated_skus(rows: Sequence[Mapping[str, Any]]) -> dict[int, str]:
-    positions: dict[str, list[int]] = {}
-    for index, row in enumerate(rows):
-        if row.get("sku") is not None:
-            positions.setdefault(row["sku"], []).append(index)
-    repeated = {i: sku for sku, indexes in positions.items() if len(indexes) > 1 for i in indexes}
-    return dict(sorted(repeated.items()))
-
-
 def update_product(
     session: Session,
     product_id: int,
@@ -173,7 +159,6 @@ def update_product(
     changes: Mapping[str, Any],
     expected_versions: Collection[int] | None = None,
 ) -> Product:
-    """Apply `changes` (and version + 1) in one UPDATE ... RETURNING."""
     product: Product = shared.update_one(
         session,
         RESOURCE,

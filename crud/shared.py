@@ -1,18 +1,12 @@
-"""What the crud of both resources shares: constraints mapped to domain errors, the If-Match
-compare-and-set, and filtered, sorted, paged listings.
-
-A resource brings only data (its model, its error for a missing row, its sortable columns, what
-its constraints mean) and its filters. Nothing here commits: the request's session dependency
-does (dependencies/database.py).
-"""
+"""What the crud of products and categories shares: constraint names mapped to domain errors,
+the If-Match compare-and-set, and sorted, paged listings. Nothing here commits."""
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn
 
 from sqlalchemy import (
     ColumnElement,
-    ForeignKeyConstraint,
     Select,
     Table,
     and_,
@@ -30,26 +24,28 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from crud.errors import CatalogError, NotFound, StaleVersion
 from models.base import Base
 
-M = TypeVar("M", bound=Base)
-
 # A resource's constraints by name, each with the domain error its violation means.
 Conflicts = Mapping[str, Callable[[], CatalogError]]
 
 
 def violated_constraint(exc: IntegrityError, table: Table) -> str | None:
-    """The name of the constraint that refused a write on `table`, as `models.base` names them.
+    """The name of the constraint that refused a write on `table`.
 
-    PostgreSQL names it in the error's diagnostics. SQLite says which columns ("UNIQUE
-    constraint failed: products.sku") or which unique index ("... failed: index 'uq_...'"),
-    and of a foreign key only "FOREIGN KEY constraint failed": it is then the one foreign key
-    between `table` and another table (its own, or one naming it), when there is exactly one.
+    PostgreSQL names it. SQLite names the columns ("UNIQUE constraint failed: products.sku") or
+    the unique index ("... failed: index 'uq_...'"), and no foreign key at all: it is then the
+    one foreign key between `table` and another table (its own, or one naming it), if only one.
     """
     named = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
     if named:
         return str(named)
     message = str(exc.orig)
     if message == "FOREIGN KEY constraint failed":
-        keys = _foreign_keys_touching(table)
+        keys = [
+            key
+            for other in table.metadata.tables.values()
+            for key in other.foreign_key_constraints
+            if other is table or key.referred_table is table
+        ]
         return str(keys[0].name) if len(keys) == 1 else None
     for index in table.indexes:
         if index.unique and message.endswith(f"constraint failed: index '{index.name}'"):
@@ -62,37 +58,14 @@ def violated_constraint(exc: IntegrityError, table: Table) -> str | None:
     return None
 
 
-def _foreign_keys_touching(table: Table) -> list[ForeignKeyConstraint]:
-    """`table`'s own foreign keys, and those of other tables that name it."""
-    tables = table.metadata.tables.values() if table.metadata is not None else [table]
-    return [
-        key
-        for other in tables
-        for key in other.foreign_key_constraints
-        if other is table or key.referred_table is table
-    ]
-
-
 def as_domain_error(exc: IntegrityError, model: type[Base], conflicts: Conflicts) -> Exception:
-    """The domain error a violated constraint means, or the database's own error."""
     error = conflicts.get(violated_constraint(exc, model.__table__) or "")  # type: ignore[arg-type]
     return error() if error is not None else exc
 
 
-def insert(session: Session, row: M, conflicts: Callable[[], Conflicts]) -> M:
-    """Add `row` and flush (the INSERT: the database assigns its id); a violated constraint
-    named in `conflicts()` becomes that domain error."""
-    session.add(row)
-    try:
-        session.flush()
-    except IntegrityError as exc:
-        raise as_domain_error(exc, type(row), conflicts()) from exc
-    return row
-
-
 @dataclass(frozen=True)
 class Resource:
-    """What a resource's rows share: its model, the error for a missing row, and the columns a
+    """What a resource brings: its model, its error for a missing row, and the columns a
     listing may sort by (user text never reaches SQL as text)."""
 
     model: type[Base]
@@ -110,7 +83,6 @@ def _explain_no_match(session: Session, resource: Resource, row_id: int) -> NoRe
 
 
 def _guarded(statement: Any, model: Any, row_id: int, versions: Collection[int] | None) -> Any:
-    """`statement` on the row `row_id`, and (If-Match) only at one of `versions`."""
     statement = statement.where(model.id == row_id)
     return statement if versions is None else statement.where(model.version.in_(versions))
 
@@ -127,12 +99,9 @@ def update_one(
     explain: Callable[[], NoReturn] | None = None,
 ) -> Any:
     """Apply `changes` and version + 1 in one `UPDATE ... WHERE ... RETURNING`: the database
-    checks and writes in one step (the If-Match versions, and any rule in `where`), so
-    concurrent writers cannot slip between a check and a write. When it matches nothing,
-    `explain` (by default: no such row, or a stale version) raises the reason.
-
-    No change is no write, but still a 404 or a 412 when the row or its version say so.
-    """
+    checks (the If-Match versions, any rule in `where`) and writes in one step, so concurrent
+    writers cannot slip in between. When it matches nothing, `explain` (by default: no such
+    row, or a stale version) raises why. No change is no write, but still a 404 or a 412."""
     model: Any = resource.model
     if not changes:
         current = session.get(model, row_id)
@@ -166,7 +135,7 @@ def delete_one(
     in_use: Callable[[], CatalogError] | None = None,
 ) -> None:
     """One guarded `DELETE ... RETURNING id`. A foreign key that refuses it (another row still
-    names this one) is `in_use()`, asked in a savepoint so its transaction can still ask why."""
+    names this one) is `in_use()`, asked in a savepoint so the transaction can still ask why."""
     model: Any = resource.model
     statement = _guarded(delete(model), model, row_id, expected_versions).returning(model.id)
     if in_use is None:
@@ -181,9 +150,6 @@ def delete_one(
         _explain_no_match(session, resource, row_id)
 
 
-# Listings --------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class SortKey:
     column: InstrumentedAttribute[Any]
@@ -195,12 +161,11 @@ class SortKey:
 
 
 def sort_keys(resource: Resource, requested: Sequence[tuple[str, bool]]) -> list[SortKey]:
-    """`requested` (field, descending) pairs as the columns to sort by, plus the `id`
-    tie-break (in the direction of the last key)."""
-    sortable = resource.sortable
-    keys = [SortKey(sortable[field], descending) for field, descending in requested]
+    """`requested` (field, descending) pairs as sort keys, plus the `id` tie-break (in the
+    direction of the last key)."""
+    keys = [SortKey(resource.sortable[field], descending) for field, descending in requested]
     if all(key.field != "id" for key in keys):
-        keys.append(SortKey(sortable["id"], keys[-1].descending if keys else False))
+        keys.append(SortKey(resource.sortable["id"], keys[-1].descending if keys else False))
     return keys
 
 
@@ -246,18 +211,17 @@ def list_page(
     where: Sequence[ColumnElement[bool]],
     paging: Paging,
 ) -> tuple[list[Any], int]:
-    """One page of the `of` entities `rows` selects, and how many match `where` in all."""
-    keys, after, skip, limit = paging.keys, paging.after, paging.skip, paging.limit
+    keys, after = paging.keys, paging.after
     page = rows.where(*where)
     if after is not None:
         page = page.where(_after(keys, after))
     page = page.order_by(*(key.column.desc() if key.descending else key.column for key in keys))
-    page = page.limit(limit)
+    page = page.limit(paging.limit)
     count = select(func.count()).select_from(of).where(*where)
-    if skip:
+    if paging.skip:
         # An offset page: with an extra column PostgreSQL would project every skipped row
         # (bench/README.md, "Listing"), so the count is a query of its own.
-        return list(session.scalars(page.offset(skip))), session.execute(count).scalar_one()
+        return list(session.scalars(page.offset(paging.skip))), session.execute(count).scalar_one()
     # First and cursor pages: the count rides along as an uncorrelated scalar subquery,
     # evaluated once: one statement, one round trip, page and total from one snapshot.
     found = session.execute(page.add_columns(count.scalar_subquery().label("total"))).all()
