@@ -387,19 +387,6 @@ def test_a_cursor_from_the_products_listing_is_refused(
     assert response.status_code == 422
 
 
-def test_head_on_categories_is_its_get_without_a_body(
-    client: TestClient, categories: list[dict[str, Any]]
-) -> None:
-    listing = client.head("/categories")
-    one = client.head(f"/categories/{categories[0]['id']}")
-
-    assert listing.status_code == 200
-    assert listing.headers["x-total-count"] == str(len(categories))
-    assert one.status_code == 200
-    assert one.headers["etag"] == '"1"'
-    assert listing.content == one.content == b""
-
-
 # API keys --------------------------------------------------------------------------------
 
 KEY = "category-key-0123456789"

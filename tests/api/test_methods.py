@@ -1,4 +1,5 @@
-"""Methods: HEAD wherever GET (RFC 9110 §9.3.2), and a 405's `Allow` naming every method."""
+"""Routing conventions (api/routing.py): HEAD wherever GET (RFC 9110 §9.3.2), a 405's `Allow`
+naming every method, and a trailing slash answered as the path without it (no redirect)."""
 
 import logging
 import re
@@ -152,3 +153,35 @@ def test_405_allows_every_method_of_the_path(
     assert response.status_code == 405
     assert response.headers["allow"] == allow
     assert response.json()["status"] == 405
+
+
+@pytest.mark.parametrize("path", ["/products/", "/products/{id}/"])
+def test_trailing_slash_answers_directly_without_redirect(
+    client: TestClient, make_product: MakeProduct, path: str
+) -> None:
+    product = make_product()
+
+    response = client.get(path.format(id=product["id"]), follow_redirects=False)
+
+    assert response.status_code == 200
+
+
+def test_post_with_trailing_slash_creates_without_redirect(client: TestClient) -> None:
+    response = client.post("/products/", json={"name": "Tee", "price": 5}, follow_redirects=False)
+
+    assert response.status_code == 201
+
+
+def test_head_on_categories_is_its_get_without_a_body(
+    client: TestClient, make_category: Callable[..., dict[str, Any]]
+) -> None:
+    categories = [make_category(name="Shirts"), make_category(name="Mugs")]
+
+    listing = client.head("/categories")
+    one = client.head(f"/categories/{categories[0]['id']}")
+
+    assert listing.status_code == 200
+    assert listing.headers["x-total-count"] == "2"
+    assert one.status_code == 200
+    assert one.headers["etag"] == '"1"'
+    assert listing.content == one.content == b""

@@ -230,23 +230,6 @@ def test_list_products_rejects_out_of_range_paging(
     assert response.json()["errors"][0]["loc"][0] == "query"
 
 
-@pytest.mark.parametrize("path", ["/products/", "/products/{id}/"])
-def test_trailing_slash_answers_directly_without_redirect(
-    client: TestClient, make_product: MakeProduct, path: str
-) -> None:
-    product = make_product()
-
-    response = client.get(path.format(id=product["id"]), follow_redirects=False)
-
-    assert response.status_code == 200
-
-
-def test_post_with_trailing_slash_creates_without_redirect(client: TestClient) -> None:
-    response = client.post("/products/", json={"name": "Tee", "price": 5}, follow_redirects=False)
-
-    assert response.status_code == 201
-
-
 @pytest.mark.parametrize("method", ["PUT", "PATCH"])
 def test_update_changes_only_the_fields_sent(
     client: TestClient, make_product: MakeProduct, method: str
