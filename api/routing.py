@@ -11,8 +11,8 @@ def update_routes(
     router: APIRouter, path: str, resource: str, **options: Any
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register the decorated endpoint as both `PUT` (`replace_<resource>`) and `PATCH`
-    (`patch_<resource>`) of `path`: the contract gives them one meaning (only the fields sent
-    change), so they are one endpoint with two operations. `options` go to both."""
+    (`patch_<resource>`) of `path`: the contract gives them one meaning, so they are one
+    endpoint with two operations."""
 
     def register(endpoint: Callable[..., Any]) -> Callable[..., Any]:
         operations = {
