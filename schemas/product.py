@@ -80,24 +80,17 @@ Name = Annotated[
     # Listed after the constraints so that it runs first, on the raw input; listed before them,
     # pydantic would check the length before stripping.
     BeforeValidator(reject_control_characters),
-    WithJsonSchema(
-        {
-            "type": "string",
-            "minLength": 1,
-            "maxLength": NAME_MAX_LENGTH,
-            "pattern": NAME_PATTERN,
-            "description": "Trimmed of surrounding whitespace; no control characters.",
-            "examples": ["Red T-shirt"],
-        }
+    Field(
+        description="Trimmed of surrounding whitespace; no control characters.",
+        examples=["Red T-shirt"],
+        json_schema_extra={"pattern": NAME_PATTERN},
     ),
 ]
 Description = Annotated[
     str,
     StringConstraints(strict=True, max_length=DESCRIPTION_MAX_LENGTH),
     BeforeValidator(_reject_unstorable),
-    WithJsonSchema(
-        {"type": "string", "maxLength": DESCRIPTION_MAX_LENGTH, "pattern": TEXT_PATTERN}
-    ),
+    Field(json_schema_extra={"pattern": TEXT_PATTERN}),
 ]
 _PRICE_SCHEMA = {
     "type": "number",
