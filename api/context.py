@@ -14,15 +14,10 @@ from api.problems import unexpected_error
 
 access_log = logging.getLogger("catalog.access")
 
-_MAX_REQUEST_ID_LENGTH = 128
-
 
 class RequestContextMiddleware:
-    """Request id in and out, one access-log line and the HTTP metrics for every request.
-
-    Outermost, so that every response carries `X-Request-ID` — an unexpected error's 500 too,
-    which it renders itself rather than leaving it to Starlette's ServerErrorMiddleware.
-    """
+    """Outermost, so that every response carries `X-Request-ID`: an unexpected error's 500 too,
+    which it renders itself rather than leaving it to Starlette's ServerErrorMiddleware."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -33,7 +28,7 @@ class RequestContextMiddleware:
             return
         # The client's X-Request-ID if it is 1-128 visible ASCII characters, else a new one.
         sent = dict(scope["headers"]).get(b"x-request-id", b"")
-        sane = 0 < len(sent) <= _MAX_REQUEST_ID_LENGTH and all(0x21 <= b <= 0x7E for b in sent)
+        sane = 0 < len(sent) <= 128 and all(0x21 <= b <= 0x7E for b in sent)
         request_id = sent.decode("ascii") if sane else uuid.uuid4().hex
         token = request_id_var.set(request_id)
         started = time.perf_counter()
@@ -45,13 +40,8 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 response_started = True
-                message = {
-                    **message,
-                    "headers": [
-                        *message.get("headers", ()),
-                        (b"x-request-id", request_id.encode()),
-                    ],
-                }
+                headers = [*message.get("headers", ()), (b"x-request-id", request_id.encode())]
+                message = {**message, "headers": headers}
             await send(message)
 
         try:
@@ -67,24 +57,17 @@ class RequestContextMiddleware:
             # the docs' static files) are looked up, and named by their template too, so that
             # a label never holds a raw path (every distinct path would be a new series).
             route = scope.get("route") or route_for(scope["app"].routes, scope)
-            # The template as documented: `/products/{product_id}`, without `:int`.
-            template = getattr(route, "path_format", None) or "<unmatched>"
-            method = scope["method"]
-            client = scope.get("client") or ("-", 0)
+            line = {
+                "client": (scope.get("client") or ("-", 0))[0],
+                "method": scope["method"],
+                # The template as documented: `/products/{product_id}`, without `:int`.
+                "route": getattr(route, "path_format", None) or "<unmatched>",
+                "status": status,
+                "duration_ms": round(elapsed * 1000, 2),
+            }
+            # One mapping: the text line's fields by name, and the JSON line's extra fields.
             access_log.info(
-                "%s %s %s %d %.1fms",
-                client[0],
-                method,
-                template,
-                status,
-                elapsed * 1000,
-                extra={
-                    "client": client[0],
-                    "method": method,
-                    "route": template,
-                    "status": status,
-                    "duration_ms": round(elapsed * 1000, 2),
-                },
+                "%(client)s %(method)s %(route)s %(status)d %(duration_ms).1fms", line, extra=line
             )
-            observe_request(method, template, status, elapsed)
+            observe_request(line["method"], line["route"], status, elapsed)
             request_id_var.reset(token)

@@ -10,11 +10,8 @@ from config import Settings
 
 
 class ProblemCORSMiddleware(CORSMiddleware):
-    """Starlette's CORS middleware, whose refused preflight is problem+json like every error.
-
-    Starlette answers it `400 text/plain` ("Disallowed CORS origin"); the answer keeps its
-    status, text and CORS headers, in the contract's format.
-    """
+    """Starlette's CORS middleware, whose refused preflight (`400 text/plain`) is problem+json
+    like every error, with the same status, text and CORS headers."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "OPTIONS":
@@ -38,7 +35,6 @@ class ProblemCORSMiddleware(CORSMiddleware):
 
 
 def install_cors(app: FastAPI, settings: Settings) -> None:
-    """Let the browsers of CORS_ORIGINS call the API."""
     if not settings.cors_origins:
         return
     app.add_middleware(

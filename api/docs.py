@@ -1,5 +1,5 @@
 """`/docs` (Swagger UI) and `/redoc` with no internet access: FastAPI's "Self-Hosting" recipe,
-with the assets of the pinned `fastapi-offline` package instead of a CDN's."""
+with the assets of the pinned `fastapi-offline` package (only its files, not its app factory)."""
 
 from importlib.resources import files
 
@@ -12,28 +12,17 @@ from fastapi.openapi.docs import (
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-DOCS_URL = "/docs"
-REDOC_URL = "/redoc"
 ASSETS_URL = "/static/docs"
 # ReDoc 2's bundle always shows a footer logo from cdn.redoc.ly, which the pages' policy
-# refuses (a console error on every load) and which has no option to drop: the bundle is
-# served with that logo replaced by the service's own icon, relative to the /redoc page.
+# refuses and which has no option to drop: the bundle is served with that logo replaced by
+# the service's own icon, relative to the /redoc page.
 REDOC_JS_URL = "/static/redoc.js"
 _REDOC_LOGO = b"https://cdn.redoc.ly/redoc/logo-mini.svg"
-# Only the package's files, not its app factory: the routes below stay FastAPI's own.
-ASSETS_PACKAGE = ("fastapi_offline", "static")
 # Nothing from another origin, whatever a bundle may try.
 # Inline: FastAPI's templates and ReDoc's styles; blob: ReDoc's search worker; data: icons.
-CONTENT_SECURITY_POLICY = "; ".join(
-    [
-        "default-src 'self'",
-        "script-src 'self' 'unsafe-inline'",
-        "style-src 'self' 'unsafe-inline'",
-        "img-src 'self' data:",
-        "worker-src 'self' blob:",
-        "base-uri 'self'",
-        "form-action 'self'",
-    ]
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; worker-src 'self' blob:; base-uri 'self'; form-action 'self'"
 )
 
 
@@ -45,15 +34,15 @@ def install_offline_docs(app: FastAPI) -> None:
     oauth2_redirect_url = app.swagger_ui_oauth2_redirect_url
     # Swagger UI's validator badge would call validator.swagger.io: switch it off explicitly.
     swagger_ui_parameters = {"validatorUrl": None, **(app.swagger_ui_parameters or {})}
-    app.mount(ASSETS_URL, StaticFiles(packages=[ASSETS_PACKAGE]), name="docs-assets")
-    bundle = files(ASSETS_PACKAGE[0]).joinpath(ASSETS_PACKAGE[1], "redoc.standalone.js")
+    app.mount(ASSETS_URL, StaticFiles(packages=[("fastapi_offline", "static")]), name="docs-assets")
+    bundle = files("fastapi_offline").joinpath("static", "redoc.standalone.js")
     redoc_js = bundle.read_bytes().replace(_REDOC_LOGO, f"{ASSETS_URL[1:]}/favicon.png".encode())
 
     @app.get(REDOC_JS_URL, include_in_schema=False)
     async def redoc_bundle() -> Response:
         return Response(redoc_js, media_type="text/javascript")
 
-    @app.get(DOCS_URL, include_in_schema=False)
+    @app.get("/docs", include_in_schema=False)
     async def swagger_ui_html(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "").rstrip("/")  # a proxy's prefix
         return _same_origin_only(
@@ -75,7 +64,7 @@ def install_offline_docs(app: FastAPI) -> None:
         async def swagger_ui_redirect() -> HTMLResponse:
             return get_swagger_ui_oauth2_redirect_html()
 
-    @app.get(REDOC_URL, include_in_schema=False)
+    @app.get("/redoc", include_in_schema=False)
     async def redoc_html(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "").rstrip("/")
         return _same_origin_only(

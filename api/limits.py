@@ -1,8 +1,10 @@
 """Limits that keep one client from stalling the others: the request head, `Host`, the body.
 
-The HTTP server bounds what it buffers of a request's head while the head is still arriving
-(server.py); a head that arrives whole in one read may be larger, and is refused here. A body
-is refused by its declared `Content-Length`, or counted while the route reads it.
+The HTTP server bounds what it buffers of a request's head while it arrives (server.py); a head
+that arrives whole in one read may be larger, and is refused here. HTTP/1.0 predates `Host` and
+may omit it; an empty `Host` is no `Host` (granian hands the app `host: ""` when there is none).
+A body is refused by its declared `Content-Length`, before it is read into memory, or counted
+while the route reads it (chunked, or lying) and cut off at the limit.
 """
 
 from fastapi import Request
@@ -18,14 +20,8 @@ MAX_TARGET_BYTES = 8 * 1024
 
 
 class LimitsMiddleware:
-    """414 for a request target over MAX_TARGET_BYTES, 431 for headers over MAX_HEADER_BYTES
-    in all, 400 for a request without exactly one `Host` (RFC 9112 §3.2), 413 for a body
-    over MAX_BODY_BYTES, before it is read into memory.
-
-    HTTP/1.0 predates `Host` and may omit it; an empty `Host` is no `Host` (granian hands the
-    app `host: ""` when there is none). A chunked or lying body is counted while the route
-    reads it and cut off at the limit.
-    """
+    """414 for a long request target, 431 for large headers, 400 without exactly one `Host`
+    (RFC 9112 §3.2), 413 for a large body."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

@@ -20,8 +20,6 @@ _NOT_EXTRAS = frozenset(vars(logging.makeLogRecord({}))) | {
 # The servers' loggers for their own lines: start-up, shutdown, errors. granian's (production,
 # server.py) and uvicorn's (development); their access logs are replaced by ours.
 _SERVER_LOGGERS = ("_granian", "uvicorn", "uvicorn.error", "uvicorn.asgi")
-
-
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 
 

@@ -56,7 +56,6 @@ _ERROR_HEADERS: dict[int, dict[str, Any]] = {
 
 
 # Operations that take an `Idempotency-Key` (`api.idempotency`): what else they answer.
-_KEY_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 255, "pattern": KEY_PATTERN}
 _REPLAYED_HEADER = {
     REPLAYED_HEADER: _header(
         f"`true` when this is the answer kept for the request's `{KEY_HEADER}`, sent again.",
@@ -77,7 +76,7 @@ def _document_idempotency(operation: dict[str, Any]) -> None:
     key = next((p for p in parameters if p["in"] == "header" and p["name"] == KEY_HEADER), None)
     if key is None:
         return
-    key["schema"] = dict(_KEY_SCHEMA)
+    key["schema"] = {"type": "string", "minLength": 1, "maxLength": 255, "pattern": KEY_PATTERN}
     for status, response in operation["responses"].items():
         code = int(status)
         if code < 300 or code in KEPT_REFUSALS:
@@ -90,7 +89,6 @@ def _document_idempotency(operation: dict[str, Any]) -> None:
 
 # Only with a replica (DATABASE_READ_URL; api/replica.py): every 2xx of a write
 # carries a token, and a read of the catalog may send it back to see that write.
-_WRITES = frozenset({"post", "put", "patch", "delete"})
 _CATALOG_PATHS = ("/products", "/categories")  # the routes that read with ReadSessionDep
 _TOKEN_HEADER = {
     CONSISTENCY_HEADER: _header(
@@ -114,7 +112,7 @@ _TOKEN_400 = f"`{CONSISTENCY_HEADER}` is not a write's token, or is sent twice."
 def _document_consistency(path: str, method: str, operation: dict[str, Any]) -> None:
     """A write's 2xx carries the token; a read of the catalog takes it (a 400 when malformed)."""
     responses = operation["responses"]
-    if method in _WRITES:
+    if method in ("post", "put", "patch", "delete"):
         for status, response in responses.items():
             if int(status) < 300:
                 response.setdefault("headers", {}).update(_TOKEN_HEADER)
@@ -127,35 +125,33 @@ def _document_consistency(path: str, method: str, operation: dict[str, Any]) -> 
             operation["responses"] = dict(sorted(responses.items(), key=lambda item: int(item[0])))
 
 
-def _links_to(resource: str, *operations: str) -> dict[str, Any]:
-    """Links from a response's `resource` to reading it and to `operations` on its id and ETag."""
+def _links(resource: str, *operations: str) -> dict[tuple[str, str], dict[str, Any]]:
+    """Links from the answers that hold one `resource` (create, read, patch) to reading it and
+    to `operations` on its id and ETag."""
     by_id = {f"{resource}_id": "$response.body#/id"}
     with_etag = {**by_id, "header.If-Match": "$response.header.ETag"}
     links = {f"Read{resource.title()}": {"operationId": f"read_{resource}", "parameters": by_id}}
     for operation in operations:
         name = "".join(word.title() for word in operation.split("_"))
         links[name] = {"operationId": operation, "parameters": with_etag}
-    return links
+    answers = [
+        (f"create_{resource}", "201"),
+        (f"read_{resource}", "200"),
+        (f"patch_{resource}", "200"),
+    ]
+    return dict.fromkeys(answers, links)
 
 
-_PRODUCT_LINKS = _links_to(
-    "product", "replace_product", "patch_product", "change_stock", "delete_product"
-)
-_CATEGORY_LINKS = _links_to("category", "replace_category", "patch_category", "delete_category")
 # (operationId, status) -> links: the flows a stateful client (or fuzzer) can follow.
 _LINKS = {
-    ("create_product", "201"): _PRODUCT_LINKS,
-    ("read_product", "200"): _PRODUCT_LINKS,
-    ("patch_product", "200"): _PRODUCT_LINKS,
+    **_links("product", "replace_product", "patch_product", "change_stock", "delete_product"),
+    **_links("category", "replace_category", "patch_category", "delete_category"),
     ("create_products", "201"): {
         "ReadFirstProduct": {
             "operationId": "read_product",
             "parameters": {"product_id": "$response.body#/0/id"},
         }
     },
-    ("create_category", "201"): _CATEGORY_LINKS,
-    ("read_category", "200"): _CATEGORY_LINKS,
-    ("patch_category", "200"): _CATEGORY_LINKS,
 }
 
 

@@ -61,18 +61,14 @@ def _loc(loc: tuple[Any, ...]) -> list[Any]:
     ]
 
 
-def _describe(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(part) for part in _loc(loc))
-
-
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
-    if exc.status_code == HTTPStatus.NOT_FOUND and detail == "Not Found":
+    if exc.status_code == 404 and detail == "Not Found":
         # Routing found nothing (`/products/abc`: an id is a number from 1 to 2147483647).
         detail = f"Nothing is at {request.url.path}"
     headers = dict(exc.headers or {})
-    if exc.status_code == HTTPStatus.METHOD_NOT_ALLOWED:
+    if exc.status_code == 405:
         # The route that refused names only its own methods; the path may have more routes.
         methods = allowed_methods(request.app.routes, request.scope)
         if methods is not None:
@@ -88,26 +84,22 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
             reason = error.get("ctx", {}).get("error", "invalid JSON")
             return problem(
                 request,
-                HTTPStatus.BAD_REQUEST,
+                400,
                 f"The request body is not valid JSON: {reason} at position {error['loc'][-1]}",
             )
     issues = [
         {"loc": _loc(error["loc"]), "msg": error["msg"], "type": error["type"]}
         for error in errors[:MAX_LISTED_ERRORS]
     ]
-    first = errors[0]
+    first = issues[0]
+    where = ".".join(str(part) for part in first["loc"])
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return problem(
-        request,
-        HTTPStatus.UNPROCESSABLE_ENTITY,
-        f"{_describe(first['loc'])}: {first['msg']}{more}",
-        errors=issues,
-        total_errors=len(errors),
+        request, 422, f"{where}: {first['msg']}{more}", errors=issues, total_errors=len(errors)
     )
 
 
 def catalog_problem(request: Request, exc: CatalogError) -> JSONResponse:
-    """A domain error's answer."""
     return problem(
         request,
         exc.status,
@@ -127,12 +119,7 @@ async def _catalog_error(request: Request, exc: Exception) -> JSONResponse:
 def _database_unavailable(
     request: Request, detail: str = "The database is unavailable; try again shortly"
 ) -> JSONResponse:
-    return problem(
-        request,
-        HTTPStatus.SERVICE_UNAVAILABLE,
-        detail,
-        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-    )
+    return problem(request, 503, detail, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
@@ -151,7 +138,7 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
         DATABASE_ERRORS.labels("schema").inc()
         return problem(
             request,
-            HTTPStatus.SERVICE_UNAVAILABLE,
+            503,
             "The database is not migrated to this release's schema: run migrations"
             " (alembic upgrade head)",
             headers={"Retry-After": "30"},
@@ -174,22 +161,18 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, sa_exc.DataError):
         logger.info("value rejected by the database: %s", reason)
         DATABASE_ERRORS.labels("data").inc()
-        return problem(
-            request,
-            HTTPStatus.UNPROCESSABLE_ENTITY,
-            "A value is outside what the database can store",
-        )
+        return problem(request, 422, "A value is outside what the database can store")
     if isinstance(exc, sa_exc.IntegrityError):
         logger.info("constraint violation: %s", reason)
         DATABASE_ERRORS.labels("integrity").inc()
-        return problem(request, HTTPStatus.CONFLICT, "The change conflicts with existing data")
+        return problem(request, 409, "The change conflicts with existing data")
     DATABASE_ERRORS.labels("other").inc()
     return await unexpected_error(request, exc)
 
 
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return problem(request, HTTPStatus.INTERNAL_SERVER_ERROR, "An unexpected error occurred")
+    return problem(request, 500, "An unexpected error occurred")
 
 
 def install_problem_handlers(app: FastAPI) -> None:

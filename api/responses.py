@@ -1,10 +1,9 @@
-"""JSON answers built from crud's records, checked against their response schema.
+"""JSON answers built from crud's records, with the headers the contract names.
 
 Routes declare `response_model` for the OpenAPI document and return these: each record is
-validated into the schema (so a record that does not fit it fails here, as FastAPI's own
-check would) and serialised once, straight to bytes, with the headers the contract names.
-A field the record does not have and the schema leaves optional is not written at all (a
-product's `category` without `expand=category`).
+validated into the schema (a record that does not fit fails here, as FastAPI's own check would)
+and serialised once, straight to bytes. A field the record lacks and the schema leaves optional
+is not written at all (a product's `category` without `expand=category`).
 """
 
 from collections.abc import Mapping, Sequence
@@ -12,8 +11,6 @@ from typing import Any, Protocol
 
 from fastapi import Response
 from pydantic import BaseModel, TypeAdapter
-
-from dependencies.conditional import etag_for
 
 
 class Versioned(Protocol):
@@ -30,7 +27,7 @@ def one(
 ) -> Response:
     """One resource, with its `ETag` (and `Location`, where it was created)."""
     body = schema.model_validate(record, from_attributes=True).model_dump_json(exclude_unset=True)
-    headers = {"ETag": etag_for(record.version)}
+    headers = {"ETag": f'"{record.version}"'}  # the contract's entity tag: the version, quoted
     if location is not None:
         headers["Location"] = location
     return Response(body, status_code=status_code, media_type="application/json", headers=headers)
@@ -53,8 +50,8 @@ def many(
 def current(
     schema: type[BaseModel], record: Versioned, not_modified_at: frozenset[int] | None
 ) -> Response:
-    """A read: 304 with the `ETag` while `If-None-Match` names the current version (`None`:
-    any version, `*`), else the resource."""
+    """A read: 304 while `If-None-Match` names the current version (`None`: any, `*`), else
+    the resource."""
     if not_modified_at is None or record.version in not_modified_at:
-        return Response(status_code=304, headers={"ETag": etag_for(record.version)})
+        return Response(status_code=304, headers={"ETag": f'"{record.version}"'})
     return one(schema, record)

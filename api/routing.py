@@ -11,19 +11,15 @@ def update_routes(
     router: APIRouter, path: str, resource: str, **options: Any
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register the decorated endpoint as both `PUT` (`replace_<resource>`) and `PATCH`
-    (`patch_<resource>`) of `path`: the contract gives them one meaning (only the fields sent
-    change), so they are one endpoint with two operations. `options` go to both."""
+    (`patch_<resource>`) of `path`: the contract gives them one meaning, so they are one
+    endpoint with two operations."""
 
     def register(endpoint: Callable[..., Any]) -> Callable[..., Any]:
-        operations = {
-            router.put: (
-                f"replace_{resource}",
-                f"Update a {resource}: only the fields sent change.",
-            ),
-            router.patch: (f"patch_{resource}", f"Update a {resource} with a JSON merge patch."),
-        }
-        for method, (name, summary) in operations.items():
-            method(path, name=name, operation_id=name, description=summary, **options)(endpoint)
+        # A route's name is its operationId (main.py's generate_unique_id_function).
+        replace = f"Update a {resource}: only the fields sent change."
+        router.put(path, name=f"replace_{resource}", summary=replace, **options)(endpoint)
+        patch = f"Update a {resource} with a JSON merge patch."
+        router.patch(path, name=f"patch_{resource}", summary=patch, **options)(endpoint)
         return endpoint
 
     return register

@@ -36,9 +36,9 @@ async def require_write_access(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
     api_key: Annotated[str | None, Security(api_key_header)],
 ) -> str:
-    """401 unless `API_KEYS` is empty, or every key the request carries is valid (a wrong
-    `Authorization` is not excused by a right `X-API-Key`); returns the caller: the SHA-256 (hex)
-    of its first key, never the key, or `ANYONE` when writes are open."""
+    """401 unless `API_KEYS` is empty or every key the request carries is valid (a wrong
+    `Authorization` is not excused by a right `X-API-Key`). The caller: the SHA-256 (hex) of its
+    first key, never the key, or `ANYONE` when writes are open."""
     keys = get_settings().api_keys
     if not keys:
         return ANYONE

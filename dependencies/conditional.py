@@ -1,4 +1,4 @@
-"""ETags and the `If-Match` / `If-None-Match` preconditions (RFC 9110, section 13)."""
+"""The `If-Match` / `If-None-Match` preconditions (RFC 9110, section 13): the versions they name."""
 
 import re
 from typing import Annotated
@@ -6,24 +6,18 @@ from typing import Annotated
 from fastapi import Depends, Header, HTTPException
 
 _VERSION_MAX = 2_147_483_647  # the `version` column is a 4-byte integer
-# A precondition names a few versions; a list longer than this is refused (400) before any
-# work, so that one header cannot keep the event loop busy (docs/api.md, "Limits").
+# A longer list is refused (400) before any work, so that one header cannot keep the event loop
+# busy (docs/api.md, "Limits").
 MAX_ENTITY_TAGS = 100
-# What the OpenAPI document says a precondition is: `*`, or entity tags separated by commas
-# (empty elements allowed, as RFC 9110's lists allow them).
+# `*`, or entity tags separated by commas (empty elements allowed, as RFC 9110's lists allow).
 # Documented only: a value that does not match is the handlers' 400 (never FastAPI's 422).
 ENTITY_TAGS_PATTERN = (
     r'^([ \t]*\*[ \t]*|[ \t,]*((W/)?"[^"]*"[ \t]*(,[ \t,]*(W/)?"[^"]*"[ \t]*)*)?[ \t,]*)$'
 )
-
-# One element of a comma-separated entity-tag list, up to and including its comma: a tag
-# (`"3"` or `W/"3"`: a comma inside the quotes belongs to the tag) or anything else, which
-# is no tag of ours. Each element is matched once, from where the last one ended: linear.
+# One element of the list, up to and including its comma: a tag (`"3"` or `W/"3"`: a comma
+# inside the quotes belongs to the tag) or anything else. Each element is matched once, from
+# where the last one ended: linear.
 _ELEMENT = re.compile(r'[ \t]*(?:(W/)?"([^"]*)"[ \t]*(?=,|$)|[^,]*)(?:,|$)')
-
-
-def etag_for(version: int) -> str:
-    return f'"{version}"'
 
 
 def _versions(header: str, *, weak: bool, name: str) -> frozenset[int]:
@@ -85,9 +79,8 @@ async def if_none_match_versions(
         ),
     ] = None,
 ) -> frozenset[int] | None:
-    """The versions `If-None-Match` names (weak comparison): empty without the header, `None`
-    for `*` (any version). Parsed before the resource is read: a malformed or over-long list
-    is a 400 with no database work."""
+    """Empty without the header, `None` for `*` (any version), else the versions named (weak
+    comparison), parsed before the resource is read: a bad list costs no database work."""
     if if_none_match is None:
         return frozenset()
     if if_none_match.strip() == "*":

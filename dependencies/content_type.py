@@ -4,12 +4,9 @@ from fastapi import HTTPException, Request
 
 
 async def require_json_body(request: Request) -> None:
-    """415 for a non-empty body whose Content-Type is not JSON (or is missing).
-
-    JSON is `application/json` or a `+json` type, such as the JSON merge patch of `PATCH`;
-    a JSON Patch (`application/json-patch+json`) is another format, which this API does not
-    take.
-    """
+    """415 for a non-empty body whose Content-Type is not JSON (or is missing): JSON is
+    `application/json` or a `+json` type such as PATCH's merge patch, but JSON Patch
+    (`application/json-patch+json`) is another format, which this API does not take."""
     headers = request.headers
     if headers.get("content-length", "0") == "0" and "transfer-encoding" not in headers:
         return

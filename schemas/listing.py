@@ -19,8 +19,6 @@ from models.category import CATEGORY_SORTABLE_FIELDS
 from models.product import INT4_MAX, SORTABLE_FIELDS
 from schemas.product import FILTER_TEXT_PATTERN, PRICE_MAX, reject_control_characters
 
-LIST_LIMIT_MAX = 1000
-
 
 def sort_parameter(fields: Sequence[str]) -> Any:
     """The `sort` query parameter of a listing whose rows can be sorted by `fields`."""
@@ -48,7 +46,7 @@ class ListQuery(BaseModel):
     SORT_FIELDS: ClassVar[tuple[str, ...]] = ("id",)
 
     skip: int = Field(default=0, ge=0, le=INT4_MAX, description="Rows to skip (offset paging).")
-    limit: int = Field(default=100, ge=1, le=LIST_LIMIT_MAX, description="Page size.")
+    limit: int = Field(default=100, ge=1, le=1000, description="Page size.")
     cursor: str | None = Field(
         default=None,
         max_length=2048,
@@ -105,6 +103,10 @@ FilterPrice = Annotated[
 ]
 
 
+# `expand=category`: embed each product's category.
+Expand = Literal["category"]
+
+
 class ProductQuery(ListQuery):
     """The query string of `GET /products`."""
 
@@ -125,7 +127,7 @@ class ProductQuery(ListQuery):
     category_id: int | None = Field(
         default=None, ge=1, le=INT4_MAX, description="Only the products of this category."
     )
-    expand: Literal["category"] | None = Field(
+    expand: Expand | None = Field(
         default=None,
         description="`category`: embed each product's category as `{id, name}` (or null).",
     )
@@ -145,7 +147,3 @@ class CategoryQuery(ListQuery):
 
     sort: str = sort_parameter(CATEGORY_SORTABLE_FIELDS)
     q: SearchText | None = Field(default=None, description="Case-insensitive substring of `name`.")
-
-
-# `expand=category` on a product read: embed each product's category.
-Expand = Literal["category"]

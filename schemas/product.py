@@ -1,10 +1,8 @@
-"""Product bodies: `ProductCreate` and `ProductUpdate` in, `ProductRead` out.
-
-Field limits mirror the columns of `models.product`, so bad input is a 422 before any SQL runs.
-"""
+"""Product bodies: `ProductCreate`, `ProductUpdate` in, `ProductRead` out. Field limits mirror
+the columns of `models.product`, so bad input is a 422 before any SQL runs."""
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from itertools import islice
@@ -82,24 +80,17 @@ Name = Annotated[
     # Listed after the constraints so that it runs first, on the raw input; listed before them,
     # pydantic would check the length before stripping.
     BeforeValidator(reject_control_characters),
-    WithJsonSchema(
-        {
-            "type": "string",
-            "minLength": 1,
-            "maxLength": NAME_MAX_LENGTH,
-            "pattern": NAME_PATTERN,
-            "description": "Trimmed of surrounding whitespace; no control characters.",
-            "examples": ["Red T-shirt"],
-        }
+    Field(
+        description="Trimmed of surrounding whitespace; no control characters.",
+        examples=["Red T-shirt"],
+        json_schema_extra={"pattern": NAME_PATTERN},
     ),
 ]
 Description = Annotated[
     str,
     StringConstraints(strict=True, max_length=DESCRIPTION_MAX_LENGTH),
     BeforeValidator(_reject_unstorable),
-    WithJsonSchema(
-        {"type": "string", "maxLength": DESCRIPTION_MAX_LENGTH, "pattern": TEXT_PATTERN}
-    ),
+    Field(json_schema_extra={"pattern": TEXT_PATTERN}),
 ]
 _PRICE_SCHEMA = {
     "type": "number",
@@ -138,14 +129,6 @@ Timestamp = Annotated[datetime, WithJsonSchema({"type": "string", "format": "dat
 
 
 _TOO_MANY_FIELDS = ("too_many_fields", f"More than {MAX_UNKNOWN_FIELDS} unknown fields")
-
-
-def _refuse_many_unknown(fields: Iterable[str], known: Iterable[str]) -> None:
-    # pydantic builds an error for every unknown field before reporting any: a 1 MiB body of
-    # them would cost far more than any valid body. Counting first stops at the limit.
-    unknown = (field for field in fields if field not in known)
-    if next(islice(unknown, MAX_UNKNOWN_FIELDS, None), None) is not None:
-        raise PydanticCustomError(*_TOO_MANY_FIELDS)
 
 
 class _ClosedObject(BaseModel):
@@ -308,20 +291,22 @@ class StockChange(_ClosedObject):
     ]
 
 
-BULK_MAX_ITEMS = 1000
-
-
 def _bounded_batch(items: Any) -> Any:
-    # Per item, the limit would still let a batch of 1000 carry 50 unknown fields each.
+    # Per item, the limit would still let a batch of 1000 carry 50 unknown fields each. And
+    # pydantic builds an error for every unknown field before reporting any: a 1 MiB body of
+    # them would cost far more than any valid body. Counting first stops at the limit.
     if isinstance(items, list):
+        known = ProductCreate.model_fields.keys() | ProductCreate.ignored
         fields = (key for item in items if isinstance(item, dict) for key in item)
-        _refuse_many_unknown(fields, ProductCreate.model_fields.keys() | ProductCreate.ignored)
+        unknown = (field for field in fields if field not in known)
+        if next(islice(unknown, MAX_UNKNOWN_FIELDS, None), None) is not None:
+            raise PydanticCustomError(*_TOO_MANY_FIELDS)
     return items
 
 
 ProductBatch = Annotated[
     list[ProductCreate],
-    Field(min_length=1, max_length=BULK_MAX_ITEMS, description="1 to 1000 products."),
+    Field(min_length=1, max_length=1000, description="1 to 1000 products."),
     # Last, so outermost: it runs first, and the length is still checked before any item.
     BeforeValidator(_bounded_batch),
 ]

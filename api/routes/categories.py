@@ -1,8 +1,4 @@
-"""`/categories`: HTTP in, crud call, HTTP out. No SQL here.
-
-The conventions are the products' (api/routes/products.py): the same responses, ETags,
-preconditions, paging and errors, from the same helpers.
-"""
+"""`/categories`: HTTP in, crud call, HTTP out, with the products' conventions and helpers."""
 
 from typing import Annotated
 

@@ -6,16 +6,8 @@ from fastapi import APIRouter, Body, Path, Query, Request, Response
 from pydantic import TypeAdapter
 
 import crud.products as crud
-from api import responses
+from api import openapi, responses
 from api.idempotency import IdempotencyDep
-from api.openapi import (
-    create_responses,
-    delete_responses,
-    list_responses,
-    problem_responses,
-    read_responses,
-    update_responses,
-)
 from api.pagination import page_response
 from api.routing import update_routes
 from dependencies.conditional import IfMatch, IfNoneMatch
@@ -35,7 +27,7 @@ from schemas.product import (
 router = APIRouter(prefix="/products", tags=["products"])
 
 CONFLICT = {409: "Conflict: the sku is taken, or the stock would go outside its range."}
-UPDATE_RESPONSES = update_responses("product", CONFLICT)
+UPDATE_RESPONSES = openapi.update_responses("product", CONFLICT)
 
 ProductId = Annotated[int, Path(ge=1, le=INT4_MAX, description="The product's id.")]
 ExpandParameter = Annotated[
@@ -47,7 +39,7 @@ _product_list = TypeAdapter(list[ProductFields])
 _expanded_list = TypeAdapter(list[ProductRead])
 
 
-@router.get("", response_model=list[ProductRead], responses=list_responses("products"))
+@router.get("", response_model=list[ProductRead], responses=openapi.list_responses("products"))
 def list_products(
     request: Request, db: ReadSessionDep, query: Annotated[ProductQuery, Query()]
 ) -> Response:
@@ -70,7 +62,7 @@ def list_products(
     status_code=201,
     response_model=ProductRead,
     dependencies=JSON_WRITE,
-    responses=create_responses(CONFLICT),
+    responses=openapi.create_responses(CONFLICT),
 )
 def create_product(
     request: Request, payload: ProductCreate, db: SessionDep, idempotency: IdempotencyDep
@@ -90,7 +82,7 @@ def create_product(
     dependencies=JSON_WRITE,
     responses={
         201: {"description": "Created, in request order."},
-        **problem_responses(400, 401, 409, 413, 415, 422, 503, why=CONFLICT),
+        **openapi.problem_responses(400, 401, 409, 413, 415, 422, 503, why=CONFLICT),
     },
 )
 def create_products(
@@ -101,7 +93,9 @@ def create_products(
     return idempotency.keep(responses.many(_product_list, products, status_code=201))
 
 
-@router.get("/{product_id:int}", response_model=ProductRead, responses=read_responses("product"))
+@router.get(
+    "/{product_id:int}", response_model=ProductRead, responses=openapi.read_responses("product")
+)
 def read_product(
     product_id: ProductId,
     db: ReadSessionDep,
@@ -134,7 +128,7 @@ def update_product(
     "/{product_id:int}",
     status_code=204,
     dependencies=WRITE,
-    responses=delete_responses("product"),
+    responses=openapi.delete_responses("product"),
 )
 def delete_product(product_id: ProductId, db: SessionDep, if_match: IfMatch) -> Response:
     """Delete a product."""
