@@ -58,7 +58,9 @@ def create_category(
 
 
 @router.get(
-    "/{category_id:int}", response_model=CategoryRead, responses=openapi.read_responses("category")
+    "/{category_id:digits}",
+    response_model=CategoryRead,
+    responses=openapi.read_responses("category"),
 )
 def read_category(
     category_id: CategoryId, db: ReadSessionDep, if_none_match: IfNoneMatch
@@ -69,7 +71,7 @@ def read_category(
 
 @update_routes(
     router,
-    "/{category_id:int}",
+    "/{category_id:digits}",
     "category",
     response_model=CategoryRead,
     dependencies=JSON_WRITE,
@@ -87,7 +89,7 @@ IN_USE = {409: "Conflict: products still name this category (the problem says ho
 
 
 @router.delete(
-    "/{category_id:int}",
+    "/{category_id:digits}",
     status_code=204,
     dependencies=WRITE,
     responses=openapi.delete_responses("category", 409, why=IN_USE),

@@ -94,7 +94,7 @@ def create_products(
 
 
 @router.get(
-    "/{product_id:int}", response_model=ProductRead, responses=openapi.read_responses("product")
+    "/{product_id:digits}", response_model=ProductRead, responses=openapi.read_responses("product")
 )
 def read_product(
     product_id: ProductId,
@@ -110,7 +110,7 @@ def read_product(
 
 @update_routes(
     router,
-    "/{product_id:int}",
+    "/{product_id:digits}",
     "product",
     response_model=ProductRead,
     dependencies=JSON_WRITE,
@@ -125,7 +125,7 @@ def update_product(
 
 
 @router.delete(
-    "/{product_id:int}",
+    "/{product_id:digits}",
     status_code=204,
     dependencies=WRITE,
     responses=openapi.delete_responses("product"),
@@ -137,7 +137,7 @@ def delete_product(product_id: ProductId, db: SessionDep, if_match: IfMatch) -> 
 
 
 @router.post(
-    "/{product_id:int}/stock",
+    "/{product_id:digits}/stock",
     response_model=ProductRead,
     dependencies=JSON_WRITE,
     responses=UPDATE_RESPONSES,

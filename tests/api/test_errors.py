@@ -195,3 +195,25 @@ def test_a_json_patch_is_415_naming_the_formats_taken(client: TestClient) -> Non
     detail = response.json()["detail"]
     assert "application/json" in detail and "application/merge-patch+json" in detail
     assert merge.status_code == 200 and merge.json()["price"] == 3
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/products/{id}"),
+        ("PUT", "/products/{id}"),
+        ("PATCH", "/products/{id}"),
+        ("DELETE", "/products/{id}"),
+        ("POST", "/products/{id}/stock"),
+        ("GET", "/categories/{id}"),
+        ("PATCH", "/categories/{id}"),
+        ("DELETE", "/categories/{id}"),
+    ],
+)
+def test_an_id_of_5000_digits_is_a_422_naming_it_on_every_route(
+    client: TestClient, method: str, path: str
+) -> None:
+    response = client.request(method, path.format(id="9" * 5000), json={})
+
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["loc"][:1] == ["path"]
