@@ -221,3 +221,12 @@ def test_if_match_that_is_no_entity_tag_is_400_saying_how_to_write_one(
     assert response.headers["content-type"] == PROBLEM
     assert '"3" or W/"3"' in response.json()["detail"]
     assert after.json()["version"] == product["version"]  # nothing changed
+
+
+@pytest.mark.parametrize("path", ["/products/", "/no/such/"])
+def test_a_target_over_8_kib_is_a_414_whatever_it_holds(client: TestClient, path: str) -> None:
+    # Digits too: the access line's route lookup must not convert 9,000 of them (a 500).
+    response = client.get(path + "9" * 9000)
+
+    assert response.status_code == 414
+    assert response.headers["content-type"] == PROBLEM
