@@ -60,7 +60,7 @@ class RequestContextMiddleware:
             line = {
                 "client": (scope.get("client") or ("-", 0))[0],
                 "method": scope["method"],
-                # The template as documented: `/products/{product_id}`, without `:int`.
+                # The template as documented: `/products/{product_id}`, without `:digits`.
                 "route": getattr(route, "path_format", None) or "<unmatched>",
                 "status": status,
                 "duration_ms": round(elapsed * 1000, 2),
