@@ -72,13 +72,19 @@ def _percentile(values: list[float], fraction: float) -> float:
 
 def _plans(database_url: str, params: dict[str, Any]) -> list[str]:
     """EXPLAIN ANALYZE of the exact statements the listing runs for these parameters."""
+    from starlette.requests import Request
+
     from api.pagination import cursor_binding, decode_cursor
+    from crud.shared import Paging
     from schemas.listing import ProductQuery
 
+    # What the route does (api/pagination.page_response) before it asks crud for the page.
     query = ProductQuery.model_validate(params)
-    sort = crud.sort_columns([(key.field, key.descending) for key in query.sort_keys])
-    binding = cursor_binding(query)
-    after = decode_cursor(query.cursor, binding, [f for f, _ in sort]) if query.cursor else None
+    keys = crud.sort_keys(query.sort_order)
+    request = Request({"type": "http", "path": "/products", "query_string": b"", "headers": []})
+    binding = cursor_binding(request, query)
+    after = decode_cursor(query.cursor, binding, keys) if query.cursor else None
+    paging = Paging(keys, after=after, skip=query.skip, limit=query.limit + 1)
     engine = create_engine(database_url)
     captured: list[tuple[str, Any]] = []
 
@@ -87,14 +93,7 @@ def _plans(database_url: str, params: dict[str, Any]) -> list[str]:
         captured.append((statement, parameters))
 
     with Session(engine) as session:
-        crud.list_products(
-            session,
-            sort=sort,
-            after=after,
-            skip=query.skip,
-            limit=query.limit + 1,
-            **query.filters(),
-        )
+        crud.list_products(session, filters=crud.ProductFilters(**query.filters()), paging=paging)
     plans = []
     with engine.connect() as connection:
         cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
