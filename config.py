@@ -20,17 +20,24 @@ PROJECT_DIR = Path(__file__).resolve().parent
 MAX_HEADER_BYTES = 64 * 1024
 DEFAULT_DATABASE_URL = f"sqlite:///{PROJECT_DIR / 'catalog.db'}"
 
-# libpq's multi-host URI, `postgresql://user@h1:5432,h2:5433/db`: the hosts run from `@` (or
-# `//`) to the first `/` or `?`; user and password hold no unencoded `/`, `?` or `@` (RFC 3986).
+# URLs pasted from hosting providers say `postgres://` or `postgresql://`; SQLAlchemy 2.1 maps the
+# latter to psycopg 3, so both are pinned to psycopg2, the driver this service ships with.
+_PSYCOPG2_ALIASES = {"postgres", "postgresql"}
+
+
+# libpq's multi-host URI, `postgresql://user@h1:5432,h2:5433/db`: the part between `@` (or
+# `//`) and the first `/` or `?` lists the hosts. The user and password hold no `/`, `?` or
+# `@` unencoded (RFC 3986), so they end at the `@`.
 _MULTIHOST_URL = re.compile(r"(?P<head>[\w+]+://(?:[^/?@]*@)?)(?P<hosts>[^/?]*,[^/?]*)(?P<tail>.*)")
 # One entry of the list: a name or IPv4 address, or an IPv6 address in brackets; a port or none.
 _HOST_ENTRY = re.compile(r"(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[^\[\]:]+))(?::(?P<port>\d+))?")
 
 
 def _from_multihost(match: re.Match[str]) -> URL:
-    """libpq's multi-host URI in the form SQLAlchemy documents ("Specifying multiple fallback
-    hosts"): libpq's `host` and `port` lists in the query, which, unlike `?host=h1:p1&host=h2`,
-    also hold IPv6 addresses; a host without a port gets libpq's default (an empty entry)."""
+    """libpq's multi-host URI in the form SQLAlchemy's PostgreSQL dialects document ("Specifying
+    multiple fallback hosts"): no host in the URL's host part, and libpq's own `host` and
+    `port` keywords, comma-separated lists, in its query. That form, unlike `?host=h1:p1&host=h2`,
+    also holds IPv6 addresses; a host without a port gets libpq's default (an empty entry)."""
     hosts: list[str] = []
     ports: list[str] = []
     for entry in match["hosts"].split(","):
@@ -59,8 +66,11 @@ def _parsed(raw: str) -> URL:
 
 
 def normalize_database_url(raw: str) -> str:
-    """Parse a database URL (a libpq multi-host one too), pin PostgreSQL to psycopg2, and fail
-    with one readable sentence."""
+    """Parse a database URL, pin PostgreSQL to psycopg2, and fail with one readable sentence.
+
+    A libpq multi-host URL (`postgresql://user@h1:5432,h2:5432/db?target_session_attrs=...`,
+    for failover) becomes the form SQLAlchemy parses, with the same hosts, ports and options.
+    """
     multihost = _MULTIHOST_URL.fullmatch(raw.strip())
     try:
         if multihost is not None and multihost["head"].startswith("postgres"):
@@ -75,12 +85,12 @@ def normalize_database_url(raw: str) -> str:
     if url.port is not None and not 0 < url.port < 65536:
         raise ValueError(f"has port {url.port}, outside 1-65535")
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        # SQLite makes its file (and WAL) there: a permanent fault, never one to answer with 503s.
+        # SQLite makes its file (and its WAL beside it) in this directory: a permanent fault,
+        # never one to answer with 503s.
         directory = Path(url.database).resolve().parent
         if not directory.is_dir() or not os.access(directory, os.W_OK | os.X_OK):
             raise ValueError(f"names a SQLite file in {directory}, not a writable directory")
-    if url.drivername in ("postgres", "postgresql"):
-        # SQLAlchemy 2.1 maps `postgresql://` to psycopg 3; the service ships psycopg2.
+    if url.drivername in _PSYCOPG2_ALIASES:
         url = url.set(drivername="postgresql+psycopg2")
     try:
         url.get_dialect().import_dbapi()
@@ -103,28 +113,33 @@ class Settings(BaseSettings):
     db_pool_timeout: float = Field(default=5.0, gt=0)
     db_pool_recycle: int = Field(default=1800, ge=-1)
     db_connect_timeout: int = Field(default=5, ge=1)
-    # PostgreSQL only (0: no limit): a statement running longer, or waiting longer for a lock,
-    # is cancelled and the request gets a 503.
+    # PostgreSQL only, for every transaction (0: no limit): a statement running longer than
+    # this many ms, or waiting longer for a lock, is cancelled and the request gets a 503.
     db_statement_timeout_ms: int = Field(default=5000, ge=0)
     db_lock_timeout_ms: int = Field(default=2000, ge=0)
     db_echo: bool = False
-    # A streaming replica that may serve GET and HEAD, at most DB_REPLICA_MAX_LAG_S stale
-    # (without a Consistency-Token); beyond it, or while it is down, reads go to the primary.
+    # A streaming replica of DATABASE_URL that may serve GET and HEAD (unset: the primary
+    # serves everything). A read without a Consistency-Token may be this many seconds stale,
+    # at most; beyond it, or while the replica is down, reads go to the primary.
     database_read_url: str | None = None
     db_replica_max_lag_s: float = Field(default=5.0, gt=0)
+    # How often each process samples the primary's and the replica's WAL positions.
     db_replica_check_interval_s: float = Field(default=0.5, gt=0)
 
     # Writes need `Authorization: Bearer <key>` or `X-API-Key: <key>` when this is non-empty.
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, repr=False)
     # Origins allowed to call the API from a browser (comma-separated); empty: no CORS.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Seconds an `Idempotency-Key` and the answer kept with it last, at least (default 24 h).
     idempotency_ttl_s: int = Field(default=86400, ge=1)
 
-    # On SIGTERM, seconds to answer `/health/ready` with 503 before stopping (api.draining).
+    # On SIGTERM, seconds to answer `/health/ready` with 503 (and everything else as usual)
+    # before shutting down, so that a load balancer takes the instance out first (api.draining).
     shutdown_drain_s: float = Field(default=0, ge=0)
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    # Worker processes of `python main.py` (server.py): about one per core.
     web_concurrency: int = Field(default=1, ge=1)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     log_format: Literal["text", "json"] = "text"
@@ -160,8 +175,10 @@ class Settings(BaseSettings):
 
 def misspelt_keys(env_file: Path = Path(".env")) -> dict[str, str]:
     """Keys of `.env` that are no setting but look like one: {key: the setting it resembles}.
+
     pydantic-settings ignores unknown keys (other tools share the file), so `DATABSE_URL=...`
-    would silently leave the service on SQLite."""
+    would silently leave the service on SQLite; the start-up log names it instead.
+    """
     if not env_file.is_file():
         return {}
     known = [name.upper() for name in Settings.model_fields]

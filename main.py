@@ -40,7 +40,8 @@ for key, setting in misspelt_keys().items():
 
 
 def report_database() -> None:
-    """One line at start-up when the database cannot serve this release (serving goes on)."""
+    """One line at start-up when the database cannot serve this release; serving goes on,
+    and `/health/ready` answers 503 until it can."""
     where = engine.url.render_as_string(hide_password=True)
     try:
         with ReadSessionLocal() as session:
@@ -64,10 +65,13 @@ def report_database() -> None:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if not settings.api_keys:
         logger.warning("API_KEYS is not set: writes (POST, PUT, PATCH, DELETE) are open to anyone")
+    # Every call to PostgreSQL waits with a deadline (database/timeouts.py); with several
+    # workers, each one shares its pools' readings with the others' `/metrics`.
     with waiting_with_deadlines(settings), sharing_pool_readings():
         await run_in_threadpool(report_database)
         yield
-    # In-flight requests have finished: every acknowledged write is committed already.
+    # After the server has let in-flight requests finish (SIGTERM): every acknowledged write
+    # is committed already, so closing the pools loses nothing.
     engine.dispose()
     read_engine.dispose()
 
@@ -105,8 +109,9 @@ app = FastAPI(
     redirect_slashes=False,
     docs_url=None,
     redoc_url=None,
-    # FastAPI's OpenTelemetry hooks look up the global providers on every request, even with
-    # none configured; this service's telemetry is /metrics and access logs.
+    # This service's telemetry is Prometheus (/metrics) and access logs with request ids.
+    # FastAPI's native OpenTelemetry hooks look up the global providers on every request even
+    # when none is configured; to trace with OpenTelemetry, configure a provider and drop this.
     telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
 )
 app.add_middleware(RoutingMiddleware)  # innermost: `/x/` is `/x`, HEAD is GET
@@ -126,14 +131,17 @@ register_pool_metrics(engine, pool="write")
 if read_engine is not engine:
     register_pool_metrics(read_engine, pool="read")
 
-# Everything loaded so far lives as long as the process: out of the garbage collector's sight
-# (the Python docs' gc.freeze(), after a collection), a full collection scans only what
-# requests allocate, and its pause stays short (bench/README.md).
+# Everything loaded so far lives as long as the process: move it out of the garbage
+# collector's sight, once per process (each uvicorn worker imports this module), so that a
+# full collection scans only what requests allocate and its pause, which every request in
+# flight shares, stays short (bench/README.md, "Settings measured earlier"). The Python docs'
+# gc.freeze(), after a collection so that no garbage of the start-up is kept forever.
 gc.collect()
 gc.freeze()
 
 
 if __name__ == "__main__":
-    # server.py, in a fresh interpreter (same process id, so signals reach it): the metrics'
-    # multiprocess mode is chosen when prometheus_client is first imported, as here already.
+    # The production entry point: server.py serves `main:app`. It runs in a fresh interpreter
+    # (same process id, so signals still reach it) because the metrics' multiprocess mode is
+    # chosen when prometheus_client is first imported, as this process has done already.
     os.execv(sys.executable, [sys.executable, str(PROJECT_DIR / "server.py")])

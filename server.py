@@ -1,7 +1,10 @@
 """The production server behind `python main.py`: granian serving `main:app`, every bound on.
 
-It needs nothing prepared: it makes the directory where the workers keep their metrics, so
-`/metrics` adds up every worker. Why granian: bench/README.md, "Choosing the HTTP server".
+It reads HOST, PORT, WEB_CONCURRENCY and the rest from the environment or `.env` (config.py),
+and needs nothing prepared: it makes the directory where the workers keep their metrics
+(fresh at every start, removed at exit), so `/metrics` adds up every worker. Why granian and
+not uvicorn, measured side by side and attacked over raw sockets: bench/README.md, "Choosing
+the HTTP server". Any ASGI server running `main:app` still works for development.
 """
 
 import logging
@@ -32,6 +35,8 @@ logger = logging.getLogger("catalog")
 
 
 def build_server(settings: Settings, run_directory: Path) -> MPServer:
+    """Granian for `main:app` with the contract's bounds and `settings.web_concurrency` workers."""
+    # granian's worker processes (its `Granian` on this interpreter, which has the GIL).
     server = MPServer(
         "main:app",
         address=settings.host,
@@ -40,15 +45,16 @@ def build_server(settings: Settings, run_directory: Path) -> MPServer:
         workers=settings.web_concurrency,
         http=HTTPModes.http1,
         websockets=False,
-        # A request head that does not fit the read buffer is refused (431), never buffered whole.
+        # granian's HTTP/1 read buffer holds the request head: a head that does not fit is
+        # refused (431) and its connection closed, never buffered whole.
         http1_settings=HTTP1Settings(
             header_read_timeout=HEADER_READ_TIMEOUT_MS, max_buffer_size=MAX_HEADER_BYTES
         ),
         log_level=LogLevels(settings.log_level),
         # The access line is the app's own (api/logs.py): it has the request id and route.
         log_access=False,
-        # A worker that dies is replaced; one that cannot start stops the server (granian's
-        # crash-loop check).
+        # A worker that dies (killed, out of memory) is replaced; one that cannot start stops
+        # the server instead of respawning forever (granian's crash-loop check).
         respawn_failed_workers=True,
         workers_kill_timeout=WORKERS_KILL_TIMEOUT_S,
     )
@@ -58,9 +64,12 @@ def build_server(settings: Settings, run_directory: Path) -> MPServer:
 
 
 def _drain_first_on_sigterm(settings: Settings, drain_file: Path) -> None:
-    """SIGTERM makes every worker's `/health/ready` 503 for SHUTDOWN_DRAIN_S (api/draining.py),
-    then runs granian's own handler, set before its start-up hooks; a second SIGTERM stops at
-    once."""
+    """SIGTERM makes every worker's `/health/ready` 503 for SHUTDOWN_DRAIN_S, then stops.
+
+    A load balancer's checks take the instance out meanwhile, while everything else is served
+    (api/draining.py). Granian has set its own handler before its start-up hooks run: this one
+    wraps it; a second SIGTERM stops at once.
+    """
     stop: Callable[[int, FrameType | None], Any] = signal.getsignal(signal.SIGTERM)  # type: ignore[assignment]
 
     def drain(signal_number: int, frame: FrameType | None) -> None:
@@ -76,8 +85,9 @@ def _drain_first_on_sigterm(settings: Settings, drain_file: Path) -> None:
 
 
 def _metrics_directory(default: Path) -> Path:
-    """PROMETHEUS_MULTIPROC_DIR if set (emptied of an earlier run's files, which would count
-    on), else `default`, made here."""
+    """Where the workers keep their metrics: PROMETHEUS_MULTIPROC_DIR if it names one (emptied
+    of an earlier run's files, which would count on; api/metrics.py has checked it exists),
+    else `default`, made here."""
     named = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not named:
         default.mkdir()
@@ -88,8 +98,12 @@ def _metrics_directory(default: Path) -> Path:
 
 
 def serve() -> None:
-    """Serve until SIGTERM or SIGINT. The workers inherit the environment set here: the
-    metrics' multiprocess directory and where draining is announced."""
+    """Serve until SIGTERM or SIGINT, with a run directory of its own, removed at exit.
+
+    The workers inherit the environment set here before they start: prometheus_client's
+    multiprocess mode (each worker writes its metrics to files in the directory, and a scrape
+    adds up all of them) and where draining is announced.
+    """
     settings = get_settings()
     with tempfile.TemporaryDirectory(prefix="catalog-") as run_directory:
         directory = Path(run_directory)

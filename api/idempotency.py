@@ -1,8 +1,20 @@
 """`Idempotency-Key`: a POST that a client can send again after losing its answer, done once.
 
-A route opts in by declaring `IdempotencyDep` and returning its answer through its `keep`.
-Without the header nothing changes; the rules with it are the contract's (docs/design.md says
-how they hold).
+A route opts in by declaring the dependency and returning its answer through it:
+
+    def create_product(..., db: SessionDep, idempotency: IdempotencyDep) -> Response:
+        product = crud.create_product(db, values=payload.model_dump())
+        return idempotency.keep(responses.one(..., status_code=201, location=...))
+
+Without the header nothing changes. With it (the IETF httpapi draft "The Idempotency-Key HTTP
+Header Field"):
+- a new key is claimed in the request's transaction before the route runs, and its answer is
+  kept with the write (`keep`), committed together, for at least IDEMPOTENCY_TTL_S;
+- the same key and the same request (method, path, body): the kept answer, byte for byte,
+  with `Idempotent-Replayed: true`; the route does not run;
+- the same key and another request: 422. While the first is still in flight: 409.
+Keys belong to the caller (`dependencies.access.require_write_access`): one caller never
+receives an answer kept for another.
 """
 
 import hashlib
@@ -28,32 +40,37 @@ from dependencies.database import SessionDep
 KEY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 KEY_PATTERN = "^[!-~]{1,255}$"  # 1 to 255 visible ASCII characters (RFC 5234 VCHAR)
-# Refusals by the write itself are kept. What is refused before the route runs never claims a
-# key, and a 5xx rolls the claim back: both can be corrected and sent again under the key.
+# Refusals that the write itself produced (no such product, a conflict, a stale If-Match) are
+# kept: a retry gets the same answer. What is refused before the route runs (400, 401, 413,
+# 415, 422) never claims a key, and a 5xx rolls the claim back: both can be corrected and sent
+# again under the same key.
 KEPT_REFUSALS = frozenset({404, 409, 412})
-# Every PURGE_EVERY-th keyed write of a process also deletes at most PURGE_LIMIT expired keys:
-# more than expire meanwhile, never a scan of the whole table.
-PURGE_EVERY = 100
-PURGE_LIMIT = 500
+# Now and then, a keyed write also deletes a bounded batch of expired keys: often enough to
+# remove more keys than expire meanwhile, never a scan of the whole table (docs/design.md).
+PURGE_EVERY = 100  # keyed writes of this process between two purges
+PURGE_LIMIT = 500  # expired keys deleted by one purge, at most
 
 _KEY = re.compile(KEY_PATTERN)
 _keyed_writes = itertools.count(1)
 logger = logging.getLogger("catalog.idempotency")
 
 
-class Replay(Exception):
-    """Not an error: the key's kept answer, given again; the route does not run."""
+class Replay(Exception):  # not an error: the kept answer, given again
+    """The key's answer is kept already: it is the answer, and the route does not run."""
 
     def __init__(self, answer: crud.KeptAnswer) -> None:
         self.answer = answer
 
 
 class Idempotency:
+    """What a keyed route is given: `keep(response)` keeps its answer with its write."""
+
     def __init__(self, session: Session | None = None, keyed: crud.KeyedRequest | None = None):
         self.session, self.keyed = session, keyed
         self.kept = False
 
     def keep(self, response: Response) -> Response:
+        """Keep `response` with the key (if the request has one); return it."""
         if self.session is not None and self.keyed is not None:
             crud.keep(self.session, self.keyed, _kept(response))
             self.kept = True
@@ -77,8 +94,10 @@ async def idempotency(
         ),
     ] = None,
 ) -> AsyncIterator[Idempotency]:
-    """Claim the key before the route runs (on a worker thread, as the route's session work
-    runs), or answer with the kept answer (`Replay`)."""
+    """Claim the key before the route runs, or answer with the kept answer (`Replay`).
+
+    The session's work runs on a worker thread, as the route's does.
+    """
     if key is None:
         yield _NOT_KEYED
         return
@@ -127,8 +146,8 @@ def _claim(db: Session, keyed: crud.KeyedRequest, *, now: datetime, ttl: timedel
 def _keep_refusal(
     db: Session, keyed: crud.KeyedRequest, refusal: Response, *, now: datetime, ttl: timedelta
 ) -> None:
-    """Keep a refused write's answer in a transaction of its own: the write's (and its claim)
-    is rolled back, as a refused constraint leaves it unusable."""
+    """Keep the answer of a write that was refused, in a transaction of its own: the write's
+    was rolled back (a refused constraint leaves nothing else to do with it), its claim too."""
     db.rollback()
     if crud.claim(db, keyed, now=now, ttl=ttl):  # else another request's answer is kept
         crud.keep(db, keyed, _kept(refusal))
@@ -166,6 +185,7 @@ async def _replay(_request: Request, exc: Exception) -> Response:
 
 
 def install_idempotency(app: FastAPI) -> None:
+    """Kept answers are given again (`Replay`)."""
     app.add_exception_handler(Replay, _replay)
 
 

@@ -54,7 +54,8 @@ def configure_logging(settings: Settings) -> None:
     else:
         handler.setFormatter(logging.Formatter(TEXT_FORMAT))
     # The logging HOWTO's "Optimization" table: skip collecting what no formatter here prints
-    # (caller's file and line, thread, process), on every record (bench/README.md).
+    # (caller's file and line, thread, process), on every record (bench/README.md, "Settings
+    # measured earlier").
     logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False

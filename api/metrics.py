@@ -52,12 +52,15 @@ POOL_TIMEOUTS = Counter(
 )
 
 
-@cache  # `labels()` validates and locks on every call; removing a series must clear this
+@cache  # one entry per series seen, as the metrics themselves keep one child per series
 def _http_series(method: str, route: str, status: int) -> tuple[Counter, Histogram]:
+    # `labels()` validates and locks on every call. Whoever removes series must also call
+    # `_http_series.cache_clear()`, or later requests count into children no longer exported.
     return HTTP_REQUESTS.labels(method, route, status), HTTP_LATENCY.labels(method, route, status)
 
 
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:
+    """Count one answered request and its duration, by method, route template and status."""
     requests, latency = _http_series(method, route, status)
     requests.inc()
     latency.observe(seconds)
@@ -72,6 +75,7 @@ _POOL_GAUGES = {
 
 
 def _pool_readings(engines: dict[str, Engine]) -> Iterator[tuple[str, str, int]]:
+    """(gauge, pool label, value) of every pool, read now."""
     for label, engine in engines.items():
         pool = engine.pool
         assert isinstance(pool, QueuePool)
@@ -106,8 +110,8 @@ _collectors: dict[CollectorRegistry, _QueuePoolsCollector] = {}
 def register_pool_metrics(
     engine: Engine, registry: CollectorRegistry = REGISTRY, *, pool: str = "write"
 ) -> None:
-    """Gauge `engine`'s pool if it is a QueuePool (the one pool with a size); registering
-    again changes nothing (`python main.py` imports main twice)."""
+    """Gauge `engine`'s pool, labelled `pool`, if it is a QueuePool (the one pool with a size);
+    registering again changes nothing (`python main.py` imports main twice)."""
     if not isinstance(engine.pool, QueuePool):
         return
     if registry not in _collectors:
@@ -117,8 +121,8 @@ def register_pool_metrics(
 
 
 # Multiprocess mode cannot run a collector in another worker at scrape time: there the same
-# gauges are files that each worker writes every POOL_READINGS_INTERVAL_S, added up by a scrape.
-POOL_READINGS_INTERVAL_S = 1.0
+# gauges are files that each worker keeps written, and a scrape adds up the live ones.
+POOL_READINGS_INTERVAL_S = 1.0  # how often each worker writes its readings
 _SHARED_POOL_GAUGES = {
     name: Gauge(
         f"catalog_database_pool_{name}",
@@ -132,6 +136,7 @@ _SHARED_POOL_GAUGES = {
 
 
 def _write_pool_readings() -> None:
+    """Copy this worker's pools' readings (the default registry's) into its files."""
     if collector := _collectors.get(REGISTRY):
         for name, label, value in _pool_readings(collector.engines):
             _SHARED_POOL_GAUGES[name].labels(label).set(value)
@@ -139,6 +144,7 @@ def _write_pool_readings() -> None:
 
 @contextmanager
 def sharing_pool_readings() -> Iterator[None]:
+    """In multiprocess mode, keep this worker's pool readings in its files while it serves."""
     if MULTIPROCESS_DIRECTORY is None:
         yield
         return
@@ -161,8 +167,8 @@ def sharing_pool_readings() -> Iterator[None]:
 
 
 def _forget_dead_workers(directory: str) -> None:
-    """Remove the live gauges of workers that died without stopping (files are named
-    <type>_<mode>_<pid>.db); their counts stay."""
+    """Remove the live gauges of workers that died without stopping; their counts stay."""
+    # The files are named <type>_<mode>_<pid>.db.
     pids = {
         int(os.path.basename(path).removesuffix(".db").rsplit("_", 1)[1])
         for path in glob.glob(os.path.join(directory, "gauge_live*_*.db"))

@@ -1,11 +1,16 @@
 """Reads from a streaming replica (DATABASE_READ_URL), and the tokens that keep them consistent.
 
-Installed by `install_replica`, only with a replica configured. `GET`s read from the replica
-when `ReplicaMonitor.serves` them, else from the primary (the read session dependency is
-swapped through `dependency_overrides`). Every 2xx write answer carries a `Consistency-Token`.
-The replica never causes an error answer: one that cannot give a connection is marked down and
-the read goes to the primary; one that fails a statement part-way has the request answered
-again, from the primary (`ReplicaFallbackMiddleware`).
+Installed by one line of `main.py` (`install_replica`), only when a replica is configured:
+without one, no request passes through anything here. With one:
+- `GET`s read from the replica when it may serve them (`database.replica.ReplicaMonitor`: at
+  most DB_REPLICA_MAX_LAG_S stale, and past the write a `Consistency-Token` names), else from
+  the primary. The read session dependency is swapped for `read_session` through FastAPI's
+  `dependency_overrides`, the mechanism the tests use to swap sessions.
+- Every 2xx answer to a write carries a `Consistency-Token`: the primary's WAL position after
+  the write committed. A read that sends it back sees that write, on any instance.
+- The replica never causes an error answer: one that cannot give a connection is marked down
+  and the read goes to the primary; one that fails a statement part-way (`ReplicaFailed`) has
+  the request answered again, from the primary (`ReplicaFallbackMiddleware`).
 """
 
 import asyncio
@@ -36,6 +41,7 @@ from database.session import ReadSessionLocal
 from dependencies.database import ReadSession, get_read_session
 
 HEADER = "Consistency-Token"
+# Methods that never write: their answers carry no token.
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # In a request's scope state once the replica failed it: its reads then go to the primary.
 FROM_PRIMARY = "read_from_primary"
@@ -63,16 +69,22 @@ def requested_token(request: Request) -> int | None:
 
 
 def primary_wal_position() -> int:
+    """The primary's WAL position now: one autocommit statement on the primary's read pool.
+
+    Asked after a write has committed, it is at or past that write's commit record."""
     with ReadSessionLocal() as session:
         return primary_position(session.connection())
 
 
 class Replica:
+    """The replica's engine and monitor, and the read sessions they decide."""
+
     def __init__(self, engine: Engine, monitor: ReplicaMonitor) -> None:
         self.engine, self.monitor = engine, monitor
         self.sessions = sessionmaker(bind=engine, autoflush=False, expire_on_commit=False)
 
     def read_session(self, request: Request) -> Iterator[ReadSession]:
+        """The read session dependency, with a replica: on it when it may serve the read."""
         if request.scope.get("state", {}).get(FROM_PRIMARY) or not self.monitor.serves(
             requested_token(request)  # a malformed token: 400 here
         ):
@@ -98,6 +110,7 @@ class Replica:
 
     @asynccontextmanager
     async def sampling(self) -> AsyncIterator[None]:
+        """While the app serves, this process samples the replica's lag."""
         await self.monitor.sample()  # the first reads already know where they may go
         task = asyncio.create_task(self.monitor.run(), name="replica monitor")
         try:
@@ -111,9 +124,15 @@ class Replica:
 
 
 class ConsistencyTokenMiddleware:
-    """Every 2xx answer to a write carries a `Consistency-Token`: the primary's WAL position
-    once the route has returned, so after the write's commit (a replay's too). When the
-    primary cannot say, the committed write's answer goes without one."""
+    """Every 2xx answer to a write carries a `Consistency-Token`.
+
+    The token is the primary's WAL position asked for once the route has returned, so after
+    the write's commit (the session dependency commits before the answer is sent), with one
+    statement on the primary's read pool: the one round trip a write pays for it. Replays
+    get a fresh token, which is past the kept write too. When the primary cannot answer that
+    statement, the write is committed all the same: its answer goes without a token (a read
+    then sees it once the replica has it, or DB_REPLICA_MAX_LAG_S later at most).
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -139,7 +158,8 @@ class ConsistencyTokenMiddleware:
 
 class ReplicaFallbackMiddleware:
     """A read that the replica failed part-way (`ReplicaFailed`) is answered again, from the
-    primary: a `GET` or `HEAD` changes nothing, and nothing of the first attempt was sent."""
+    primary. A `GET` or `HEAD` has no body and changes nothing: running it again is safe, and
+    nothing of the first attempt was sent (the error left the route before any answer)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -160,6 +180,7 @@ class ReplicaFallbackMiddleware:
 
 
 def install_replica(app: FastAPI, settings: Settings) -> None:
+    """Serve reads from DATABASE_READ_URL's replica, if one is configured."""
     monitor = build_monitor(settings)
     if settings.database_read_url is None or monitor is None:
         return

@@ -1,11 +1,16 @@
 """Every query on `idempotency_keys`: a POST's answer, kept with its write, for its retries.
 
-The unique key (caller, key) decides who writes, never a check-then-insert: a keyed request
-claims its key (`INSERT ... ON CONFLICT DO NOTHING`) in the write's own transaction, and the
-answer is stored with it (`keep`); all of it commits at once, or none of it (docs/design.md).
-A key claimed by a transaction still in flight must be a 409 at once, not a wait: on
-PostgreSQL the claim inserts only for whoever takes the key's advisory lock, without waiting
-(`pg_try_advisory_xact_lock`). SQLite has one writer at a time: nothing is ever in flight.
+A keyed request *claims* its key in the write's own transaction, before the write: an
+`INSERT ... ON CONFLICT DO NOTHING` into the primary key (caller, key). The write follows, then
+the answer is stored in the claimed row (`keep`) and all of it commits at once. So the unique
+key decides, not a check-then-insert: however many retries race, one claims and the others
+find its answer, and a crash leaves neither the write nor the key.
+
+A key claimed by a transaction still in flight must not make the next claim wait for it (the
+contract: 409 at once). On PostgreSQL a claimer holds the key's advisory lock until its
+transaction ends, and a claim is made only by whoever takes that lock, without waiting
+(`pg_try_advisory_xact_lock`, in the claim's own statement). SQLite has one writer at a time:
+there a claim never meets a transaction in flight.
 """
 
 import hashlib
@@ -24,6 +29,8 @@ KEYS = IdempotencyKey.metadata.tables[IdempotencyKey.__tablename__]
 
 @dataclass(frozen=True)
 class KeyedRequest:
+    """What identifies a keyed request: whose key space, which key, and what was asked."""
+
     caller: str
     key: str
     fingerprint: str

@@ -111,8 +111,7 @@ def create_product(session: Session, *, values: Mapping[str, Any]) -> Product:
 
 def create_products(session: Session, *, rows: Sequence[Mapping[str, Any]]) -> list[Product]:
     """Insert every row or none, in request order."""
-    skus = Counter(row["sku"] for row in rows if row.get("sku") is not None)
-    repeated = {index: row["sku"] for index, row in enumerate(rows) if skus[row.get("sku")] > 1}
+    repeated = _repeated_skus(rows)
     if repeated:
         raise DuplicateSkuInBatch(repeated, reason="appears more than once in this request")
     products = [Product(**row) for row in rows]
@@ -128,6 +127,13 @@ def create_products(session: Session, *, rows: Sequence[Mapping[str, Any]]) -> l
             raise
         raise _taken_skus(session, rows) from exc
     return products
+
+
+def _repeated_skus(rows: Sequence[Mapping[str, Any]]) -> dict[int, str]:
+    """The items whose sku another item of the same request names too, by position."""
+    skus = [row.get("sku") for row in rows]
+    counts = Counter(skus)
+    return {i: sku for i, sku in enumerate(skus) if sku is not None and counts[sku] > 1}
 
 
 def _taken_skus(session: Session, rows: Sequence[Mapping[str, Any]]) -> Exception:

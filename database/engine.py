@@ -1,8 +1,10 @@
 """Step 1 of the guide: the engines (and connection pools) of this process.
 
-`engine` runs every session in a transaction. `read_engine` serves requests that only read: on
-PostgreSQL its connections autocommit, so a read is one round trip instead of three (BEGIN,
-the SELECT, COMMIT); SQLite has nothing to save and shares `engine`.
+`engine` runs every session in a transaction: a write request is one transaction, however many
+statements it makes, committed by the request's session dependency. `read_engine` serves the
+sessions of requests that only read: on PostgreSQL an engine of its own whose connections
+autocommit, so a read is one round trip instead of three (BEGIN, the SELECT, COMMIT);
+SQLite reads in-process, with nothing to save, and shares `engine`.
 """
 
 from typing import Any
@@ -36,8 +38,12 @@ def _configure_sqlite(engine: Engine) -> None:
 
 def _limit_every_write(engine: Engine, settings: Settings) -> None:
     """DB_STATEMENT_TIMEOUT_MS and DB_LOCK_TIMEOUT_MS, `SET LOCAL` as each write transaction
-    begins: a `SET LOCAL` holds through PgBouncer in transaction mode, where a session setting
-    (`SET`, libpq's `options`) would not follow the client. database/timeouts.py bounds reads.
+    begins: PostgreSQL cancels a statement running longer, or waiting longer for a lock (503).
+
+    `SET LOCAL` lasts until its transaction ends, so the limits hold through PgBouncer in
+    transaction mode, where each transaction may run on another server connection; a session
+    setting (`SET`, or libpq's `options`, which PgBouncer refuses) would not follow the client.
+    Reads autocommit, with no transaction to set them in: database/timeouts.py bounds them.
     """
     limits = (
         f"SET LOCAL statement_timeout = {settings.db_statement_timeout_ms};"
@@ -50,8 +56,12 @@ def _limit_every_write(engine: Engine, settings: Settings) -> None:
 
 
 def build_engine(database_url: str, settings: Settings, *, autocommit: bool = False) -> Engine:
-    """An engine for `database_url` as the service needs it (the tests build theirs here too);
-    `autocommit`: each statement commits by itself, for sessions that only read."""
+    """An engine for `database_url` with the pool and driver options this service needs.
+
+    The service, the replica monitor and the tests all build their engines here, so the tests
+    run on the configuration the service runs with. `autocommit`: each statement commits by
+    itself (PostgreSQL's `AUTOCOMMIT` isolation level), for sessions that only read.
+    """
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         options: dict[str, Any] = {"connect_args": {"check_same_thread": False}}

@@ -44,6 +44,7 @@ def parse_lsn(value: str) -> int | None:
 
 
 def format_lsn(lsn: int) -> str:
+    """`lsn` in PostgreSQL's text form."""
     return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
 
 
@@ -56,14 +57,19 @@ def primary_position(connection: Connection) -> int:
 
 @dataclass(frozen=True)
 class ReplicaStatus:
+    """What `/health/ready` says of the replica: its state and how stale it may be."""
+
     state: State
     lag_s: float | None
 
 
 class ReplicaMonitor:
     """The last known WAL positions of the primary and of one replica, for this process.
-    `run()` samples with engines of its own, never taking a request's connection; state is
-    replaced whole, so a reader on another thread sees one sample or the next."""
+
+    `serves()` decides at no cost; `run()` samples with engines of its own, so sampling never
+    takes a connection a request is waiting for. State is replaced whole: a reader on another
+    thread sees one sample or the next.
+    """
 
     def __init__(
         self,
@@ -124,6 +130,7 @@ class ReplicaMonitor:
         self._samples = sampled_at[stale:], primary_lsns[stale:]
 
     def record_replica(self, lsn: int | None) -> None:
+        """The replica's replay LSN; None: unreachable, or not replaying (a primary)."""
         if lsn is None and self._replayed is not None:
             logger.warning("the replica is down or not replaying: reads go to the primary")
         self._replayed = lsn
@@ -150,12 +157,14 @@ class ReplicaMonitor:
         return asked_at, primary_lsn, replayed
 
     async def sample(self) -> None:
+        """Refresh both positions; the servers are asked on a worker thread."""
         asked_at, primary_lsn, replayed = await asyncio.to_thread(self._read_positions)
         if primary_lsn is not None:
             self.record_primary(asked_at, primary_lsn)
         self.record_replica(replayed)
 
     async def run(self) -> None:
+        """Sample every DB_REPLICA_CHECK_INTERVAL_S until cancelled."""
         while True:
             await self.sample()
             await asyncio.sleep(self.interval_s)
@@ -166,6 +175,7 @@ class ReplicaMonitor:
 
 
 def build_monitor(settings: Settings) -> ReplicaMonitor | None:
+    """The monitor of DATABASE_READ_URL's replica, if any: one autocommit connection to each."""
     if settings.database_read_url is None:
         return None
     one_connection = settings.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0})

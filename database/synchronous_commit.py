@@ -7,23 +7,27 @@ write answered 2xx, provided no commit is answered 2xx before the standby has it
 import psycopg2
 from psycopg2.extensions import connection as Psycopg2Connection
 
-# PostgreSQL's words (syncrep.c, in English: the server's `lc_messages`) when a commit's wait
-# for the synchronous standby is cancelled.
+# PostgreSQL's words (syncrep.c) when a commit's wait for the synchronous standby is cancelled.
 _COMMITTED_ON_THE_PRIMARY_ALONE = "canceling wait for synchronous replication"
 
 
 class StandbyUnconfirmed(psycopg2.OperationalError):
-    """An `OperationalError`, so SQLAlchemy wraps it as one and the client gets a 503."""
+    """A commit PostgreSQL kept on the primary alone: its synchronous standby never confirmed
+    it. An `OperationalError`, so SQLAlchemy wraps it as one and the client gets a 503."""
 
 
 class ConfirmedCommitConnection(Psycopg2Connection):
     """A psycopg2 connection whose `commit()` fails unless the synchronous standby has it.
 
-    When a commit's wait for the standby is cancelled (`pg_cancel_backend`, a pooler's query
-    timeout), PostgreSQL keeps it on the primary alone and reports success with a WARNING only:
-    answered 2xx, the write would be lost on failover. A 503 makes its client retry it (with its
-    `Idempotency-Key`). The notices are dropped after each commit, so none leaks into the next
-    transaction on this pooled connection.
+    While the synchronous standby is down, a `COMMIT` waits for it (`DB_STATEMENT_TIMEOUT_MS`
+    does not bound that wait). When the wait is cancelled (`pg_cancel_backend`, a pooler's
+    query timeout), PostgreSQL keeps the commit on the primary alone and reports success with
+    only a WARNING: answered 2xx, the write would be lost if the primary then failed and the
+    standby were promoted. Raising here turns it into a 503, whose client retries it (with its
+    `Idempotency-Key`). Every commit of the service's sessions comes through here, so no crud
+    function can miss it. The notices are judged per commit and then dropped: the service
+    reads no others, and none may leak into the next transaction on this pooled connection.
+    The match is on PostgreSQL's English message (the server's `lc_messages`).
     """
 
     def commit(self) -> None:

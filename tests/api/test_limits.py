@@ -230,3 +230,19 @@ def test_a_target_over_8_kib_is_a_414_whatever_it_holds(client: TestClient, path
 
     assert response.status_code == 414
     assert response.headers["content-type"] == PROBLEM
+
+
+@pytest.mark.parametrize(
+    ("length", "status"),
+    # The last goes on to the route, which wants a JSON body: 415.
+    [(b"9" * 5000, 413), (b"0" * 5000 + b"1048577", 413), (b"0" * 5000 + b"2", 415)],
+)
+def test_a_content_length_of_thousands_of_digits_is_judged_by_its_value(
+    length: bytes, status: int
+) -> None:
+    # Python refuses to convert more than 4,300 digits to an int: that must not be a 500.
+    headers = [(b"host", b"testserver"), (b"content-length", length)]
+
+    sent = sent_by_the_app("POST", "/products", headers)
+
+    assert sent[0]["status"] == status
