@@ -1,7 +1,9 @@
 """The service as a real server process, started as production starts it (`python main.py`),
 for tests that need true concurrency, commits and the HTTP server's own behaviour."""
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -65,6 +67,12 @@ class Service:
         self.log.seek(0)
         return self.log.read()
 
+    def kill(self) -> None:
+        """SIGKILL the whole instance, its server process and every worker, as the machine or
+        a container's end would (the server's process alone would leave its workers serving)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+
 
 @contextmanager
 def service_process(
@@ -105,6 +113,8 @@ def service_process(
             stdout=log,
             stderr=subprocess.STDOUT,
             text=True,
+            # A process group of its own: whatever happens to it, nothing it started outlives it.
+            start_new_session=True,
         )
         service = Service(f"http://127.0.0.1:{port}", process, log)
         try:
@@ -115,8 +125,8 @@ def service_process(
                 process.terminate()
             try:
                 process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            finally:
+                service.kill()  # a worker still running, or a server that did not stop
                 process.wait()
 
 

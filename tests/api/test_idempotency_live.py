@@ -5,7 +5,6 @@ file), committed data, real sockets and threads, as in tests/api/test_concurrenc
 """
 
 import json
-import signal
 import socket
 import threading
 import time
@@ -229,7 +228,7 @@ def test_sigkill_while_keyed_creates_run_then_retries_create_each_product_once(
         for thread in threads:
             thread.start()
         time.sleep(1.5)
-        service.process.send_signal(signal.SIGKILL)
+        service.kill()
         service.process.wait(timeout=30)
         stop.set()
         for thread in threads:
