@@ -6,6 +6,9 @@ from typing import Annotated
 from fastapi import Depends, Header, HTTPException
 
 _VERSION_MAX = 2_147_483_647  # the `version` column is a 4-byte integer
+# A tag of ours: a version's digits, at most as many as the largest version has (a longer one
+# never reaches int(), which refuses more than 4,300 digits).
+_VERSION_TAG = re.compile(r"[0-9]{1,10}")
 # A longer list is refused (400) before any work, so that one header cannot keep the event loop
 # busy (docs/api.md, "Limits").
 MAX_ENTITY_TAGS = 100
@@ -50,7 +53,7 @@ def _versions(header: str, *, weak: bool, name: str) -> frozenset[int]:
             )
         if is_weak and not weak:
             continue  # a weak tag, where the strong comparison is used (If-Match)
-        if opaque.isascii() and opaque.isdigit() and int(opaque) <= _VERSION_MAX:
+        if _VERSION_TAG.fullmatch(opaque) and int(opaque) <= _VERSION_MAX:
             versions.add(int(opaque))
     return frozenset(versions)
 
