@@ -245,19 +245,20 @@ def serve(
         yield served
 
 
-_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+# wrk's latency distribution: "    50%   12.34ms" (trailing blanks and minutes seen too).
+_PERCENTILES = re.compile(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s|m)\s*$", re.MULTILINE)
 
 
-def _ms(text: str) -> float:
-    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
-    return float(value) * _UNITS[unit]
+def _percentiles(output: str) -> dict[str, float]:
+    return {p: float(value) * _UNITS[unit] for p, value, unit in _PERCENTILES.findall(output)}
 
 
 def wrk(base_url: str, script: str, duration: int, connections: int = 32) -> Run:
     """One wrk run; a run whose output has no latency distribution is repeated once."""
     for attempt in (1, 2):
         output = _wrk_output(base_url, script, duration, connections)
-        if re.search(r"^\s+99%", output, re.MULTILINE):
+        if len(_percentiles(output)) == 2:
             return _parse(output)
         print(f"wrk gave no latency distribution (attempt {attempt}):\n{output}", flush=True)
     raise RuntimeError(f"wrk failed twice on {base_url} {script}")
@@ -283,7 +284,7 @@ def _wrk_output(base_url: str, script: str, duration: int, connections: int) -> 
 
 
 def _parse(output: str) -> Run:
-    percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", output, re.MULTILINE))
+    percentiles = _percentiles(output)
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     socket = re.search(
         r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
@@ -292,8 +293,8 @@ def _parse(output: str) -> Run:
     errors += sum(int(n) for n in socket.groups()) if socket else 0
     return Run(
         rps=float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),  # type: ignore[union-attr]
-        p50_ms=_ms(percentiles["50"]),
-        p99_ms=_ms(percentiles["99"]),
+        p50_ms=percentiles["50"],
+        p99_ms=percentiles["99"],
         errors=errors,
     )
 
