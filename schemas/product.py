@@ -24,7 +24,6 @@ from pydantic_core import PydanticCustomError
 from models.product import DESCRIPTION_MAX_LENGTH, INT4_MAX, NAME_MAX_LENGTH, SKU_MAX_LENGTH
 
 PRICE_MAX = Decimal("99999999.99")
-READ_ONLY_FIELDS = frozenset({"id", "version", "created_at", "updated_at"})
 # Unknown fields are errors, one each; an object with more than this many fields beyond the
 # known ones is refused as a whole, with one error (docs/api.md, "Limits").
 MAX_UNKNOWN_FIELDS = 50
@@ -131,12 +130,12 @@ Timestamp = Annotated[datetime, WithJsonSchema({"type": "string", "format": "dat
 _TOO_MANY_FIELDS = ("too_many_fields", f"More than {MAX_UNKNOWN_FIELDS} unknown fields")
 
 
-class _ClosedObject(BaseModel):
+class RequestBody(BaseModel):
     """A request body object whose unknown fields are errors: a few are listed, many refused."""
 
     model_config = ConfigDict(extra="forbid")
-    # Fields a client may send back from what it read: accepted, and ignored.
-    ignored: ClassVar[frozenset[str]] = frozenset()
+    # Fields a client may send back from what it read (the server owns them): accepted, ignored.
+    ignored: ClassVar[frozenset[str]] = frozenset({"id", "version", "created_at", "updated_at"})
 
     @model_validator(mode="before")
     @classmethod
@@ -154,12 +153,6 @@ class _ClosedObject(BaseModel):
                     raise PydanticCustomError(*_TOO_MANY_FIELDS)
             kept[field] = value
         return kept
-
-
-class RequestBody(_ClosedObject):
-    """Every create and update body: read-only fields are ignored (the server owns them)."""
-
-    ignored = READ_ONLY_FIELDS
 
 
 class ProductCreate(RequestBody):
@@ -274,8 +267,9 @@ def _reject_zero(value: int) -> int:
     return value
 
 
-class StockChange(_ClosedObject):
+class StockChange(RequestBody):
     model_config = ConfigDict(title="StockChange", json_schema_extra={"examples": [{"delta": -1}]})
+    ignored = frozenset()  # not a resource: `id` or `version` here is an unknown field
 
     delta: Annotated[
         int,
