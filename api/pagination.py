@@ -115,20 +115,17 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+# The sort values JSON has no type for travel as text (`_jsonable`), read back by these.
+_FROM_TEXT: dict[type, Callable[[Any], Any]] = {Decimal: Decimal, datetime: datetime.fromisoformat}
+
+
 def _parse(key: SortKey, value: Any) -> Any:
     """A cursor's value back as the sort column's Python type, or TypeError/ValueError."""
     python_type = key.column.type.python_type
-    if python_type is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(key.field)
-        return value
-    if not isinstance(value, str):
+    expected = int if python_type is int else str
+    if type(value) is not expected:  # not isinstance: JSON's `true` is no int here
         raise TypeError(key.field)
-    if python_type is Decimal:
-        return Decimal(value)
-    if python_type is datetime:
-        return datetime.fromisoformat(value)
-    return value
+    return _FROM_TEXT[python_type](value) if python_type in _FROM_TEXT else value
 
 
 def _invalid(reason: str) -> NoReturn:
