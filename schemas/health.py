@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class ReplicaReadiness(BaseModel):
-    model_config = ConfigDict(title="ReplicaReadiness")
+    model_config = ConfigDict(title="ReplicaReadiness", from_attributes=True)
 
     state: Literal["streaming", "lagging", "down"] = Field(
         description="`streaming`: it serves reads; `lagging`: more than DB_REPLICA_MAX_LAG_S "
