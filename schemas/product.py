@@ -155,21 +155,18 @@ class RequestBody(BaseModel):
         return kept
 
 
+_EXAMPLE: dict[str, Any] = {
+    "sku": "TSHIRT-RED-M",
+    "name": "Red T-shirt",
+    "description": "Cotton, medium",
+    "price": 19.99,
+    "quantity": 10,
+}
+
+
 class ProductCreate(RequestBody):
     model_config = ConfigDict(
-        title="ProductCreate",
-        json_schema_extra={
-            "examples": [
-                {
-                    "sku": "TSHIRT-RED-M",
-                    "name": "Red T-shirt",
-                    "description": "Cotton, medium",
-                    "price": 19.99,
-                    "quantity": 10,
-                    "category_id": None,
-                }
-            ]
-        },
+        title="ProductCreate", json_schema_extra={"examples": [{**_EXAMPLE, "category_id": None}]}
     )
 
     sku: Sku | None = None
@@ -241,11 +238,7 @@ class ProductRead(ProductFields):
             "examples": [
                 {
                     "id": 42,
-                    "sku": "TSHIRT-RED-M",
-                    "name": "Red T-shirt",
-                    "description": "Cotton, medium",
-                    "price": 19.99,
-                    "quantity": 10,
+                    **_EXAMPLE,
                     "created_at": "2026-11-25T11:42:25.417035Z",
                     "updated_at": "2026-11-26T08:03:51.220914Z",
                     "version": 3,
