@@ -8,8 +8,7 @@ from schemas.product import Description, Name, RequestBody, Timestamp
 
 class CategoryCreate(RequestBody):
     model_config = ConfigDict(
-        title="CategoryCreate",
-        json_schema_extra={"examples": [{"name": "Shoes", "description": "Every kind of shoe"}]},
+        json_schema_extra={"examples": [{"name": "Shoes", "description": "Every kind of shoe"}]}
     )
 
     name: Name
@@ -19,9 +18,7 @@ class CategoryCreate(RequestBody):
 class CategoryUpdate(RequestBody):
     """Only the fields sent change; `null` clears `description` and is refused for `name`."""
 
-    model_config = ConfigDict(
-        title="CategoryUpdate", json_schema_extra={"examples": [{"name": "Footwear"}]}
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [{"name": "Footwear"}]})
 
     # (None here only marks "not sent": `model_dump(exclude_unset=True)` never passes it on.)
     name: Name = Field(default=None)  # type: ignore[assignment]

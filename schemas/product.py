@@ -165,9 +165,7 @@ _EXAMPLE: dict[str, Any] = {
 
 
 class ProductCreate(RequestBody):
-    model_config = ConfigDict(
-        title="ProductCreate", json_schema_extra={"examples": [{**_EXAMPLE, "category_id": None}]}
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [{**_EXAMPLE, "category_id": None}]})
 
     sku: Sku | None = None
     name: Name
@@ -181,10 +179,7 @@ class ProductUpdate(RequestBody):
     """Only the fields sent change; `null` clears `description`, `sku` and `category_id` and is
     refused elsewhere."""
 
-    model_config = ConfigDict(
-        title="ProductUpdate",
-        json_schema_extra={"examples": [{"price": 17.5, "quantity": 8}]},
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [{"price": 17.5, "quantity": 8}]})
 
     # Required columns have no `| None`: an explicit null is a 422, leaving one out is fine.
     sku: Sku | None = None
@@ -204,7 +199,7 @@ StoredPrice = Annotated[float, WithJsonSchema(_PRICE_SCHEMA)]
 class CategorySummary(BaseModel):
     """What a product embeds of its category with `expand=category`."""
 
-    model_config = ConfigDict(from_attributes=True, title="CategorySummary")
+    model_config = ConfigDict(from_attributes=True)
 
     id: int
     name: str
@@ -261,7 +256,7 @@ def _reject_zero(value: int) -> int:
 
 
 class StockChange(RequestBody):
-    model_config = ConfigDict(title="StockChange", json_schema_extra={"examples": [{"delta": -1}]})
+    model_config = ConfigDict(json_schema_extra={"examples": [{"delta": -1}]})
     ignored = frozenset()  # not a resource: `id` or `version` here is an unknown field
 
     delta: Annotated[
