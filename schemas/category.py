@@ -1,9 +1,11 @@
 """Category bodies, with the product's field types: `CategoryCreate`, `CategoryUpdate` in,
 `CategoryRead` out."""
 
+from datetime import datetime
+
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.product import Description, Name, RequestBody, Timestamp
+from schemas.product import Description, Name, RequestBody
 
 
 class CategoryCreate(RequestBody):
@@ -46,6 +48,6 @@ class CategoryRead(BaseModel):
     id: int
     name: str
     description: str | None
-    created_at: Timestamp
-    updated_at: Timestamp
+    created_at: datetime
+    updated_at: datetime
     version: int

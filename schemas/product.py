@@ -122,9 +122,6 @@ CategoryId = Annotated[
     ),
     BeforeValidator(_integral),
 ]
-# Timestamps reach the response as UTC datetimes (models.columns.UTCDateTime), which pydantic
-# writes as RFC 3339 with "Z" by itself.
-Timestamp = Annotated[datetime, WithJsonSchema({"type": "string", "format": "date-time"})]
 
 
 _TOO_MANY_FIELDS = ("too_many_fields", f"More than {MAX_UNKNOWN_FIELDS} unknown fields")
@@ -216,8 +213,9 @@ class ProductFields(BaseModel):
     description: str | None
     price: StoredPrice
     quantity: int
-    created_at: Timestamp
-    updated_at: Timestamp
+    # UTC datetimes (models.columns.UTCDateTime), which pydantic writes as RFC 3339 with "Z".
+    created_at: datetime
+    updated_at: datetime
     version: int
     category_id: int | None
 
