@@ -65,7 +65,7 @@ def _digest(binding: bytes, payload: bytes) -> bytes:
 
 
 def encode_cursor(values: Sequence[Any], binding: bytes) -> str:
-    payload = json.dumps([_jsonable(value) for value in values], separators=(",", ":")).encode()
+    payload = json.dumps(values, separators=(",", ":"), default=_jsonable).encode()
     return base64.urlsafe_b64encode(_digest(binding, payload) + payload).rstrip(b"=").decode()
 
 
@@ -107,15 +107,12 @@ def page_links(request: Request, query: ListQuery, *, next_cursor: str | None) -
     return ", ".join(links) or None
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
+def _jsonable(value: Decimal | datetime) -> str:
+    """`json.dumps`' `default`: the values JSON has no type for, as text."""
+    return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
-# The sort values JSON has no type for travel as text (`_jsonable`), read back by these.
+# A cursor's text values back as their column's type.
 _FROM_TEXT: dict[type, Callable[[Any], Any]] = {Decimal: Decimal, datetime: datetime.fromisoformat}
 
 
