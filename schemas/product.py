@@ -225,7 +225,6 @@ class ProductFields(BaseModel):
 # attribute it does not have. (A comment: a docstring would become the schema's description.)
 class ProductRead(ProductFields):
     model_config = ConfigDict(
-        from_attributes=True,
         title="Product",
         json_schema_extra={
             "examples": [
