@@ -65,7 +65,7 @@ def _digest(binding: bytes, payload: bytes) -> bytes:
 
 
 def encode_cursor(values: Sequence[Any], binding: bytes) -> str:
-    payload = json.dumps([_jsonable(value) for value in values], separators=(",", ":")).encode()
+    payload = json.dumps(values, separators=(",", ":"), default=_jsonable).encode()
     return base64.urlsafe_b64encode(_digest(binding, payload) + payload).rstrip(b"=").decode()
 
 
@@ -107,28 +107,22 @@ def page_links(request: Request, query: ListQuery, *, next_cursor: str | None) -
     return ", ".join(links) or None
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
+def _jsonable(value: Decimal | datetime) -> str:
+    """`json.dumps`' `default`: the values JSON has no type for, as text."""
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+# A cursor's text values back as their column's type.
+_FROM_TEXT: dict[type, Callable[[Any], Any]] = {Decimal: Decimal, datetime: datetime.fromisoformat}
 
 
 def _parse(key: SortKey, value: Any) -> Any:
     """A cursor's value back as the sort column's Python type, or TypeError/ValueError."""
     python_type = key.column.type.python_type
-    if python_type is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(key.field)
-        return value
-    if not isinstance(value, str):
+    expected = int if python_type is int else str
+    if type(value) is not expected:  # not isinstance: JSON's `true` is no int here
         raise TypeError(key.field)
-    if python_type is Decimal:
-        return Decimal(value)
-    if python_type is datetime:
-        return datetime.fromisoformat(value)
-    return value
+    return _FROM_TEXT[python_type](value) if python_type in _FROM_TEXT else value
 
 
 def _invalid(reason: str) -> NoReturn:

@@ -1,15 +1,16 @@
 """Category bodies, with the product's field types: `CategoryCreate`, `CategoryUpdate` in,
 `CategoryRead` out."""
 
+from datetime import datetime
+
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.product import Description, Name, RequestBody, Timestamp
+from schemas.product import Description, Name, RequestBody
 
 
 class CategoryCreate(RequestBody):
     model_config = ConfigDict(
-        title="CategoryCreate",
-        json_schema_extra={"examples": [{"name": "Shoes", "description": "Every kind of shoe"}]},
+        json_schema_extra={"examples": [{"name": "Shoes", "description": "Every kind of shoe"}]}
     )
 
     name: Name
@@ -19,9 +20,7 @@ class CategoryCreate(RequestBody):
 class CategoryUpdate(RequestBody):
     """Only the fields sent change; `null` clears `description` and is refused for `name`."""
 
-    model_config = ConfigDict(
-        title="CategoryUpdate", json_schema_extra={"examples": [{"name": "Footwear"}]}
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [{"name": "Footwear"}]})
 
     # (None here only marks "not sent": `model_dump(exclude_unset=True)` never passes it on.)
     name: Name = Field(default=None)  # type: ignore[assignment]
@@ -49,6 +48,6 @@ class CategoryRead(BaseModel):
     id: int
     name: str
     description: str | None
-    created_at: Timestamp
-    updated_at: Timestamp
+    created_at: datetime
+    updated_at: datetime
     version: int

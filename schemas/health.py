@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class ReplicaReadiness(BaseModel):
-    model_config = ConfigDict(title="ReplicaReadiness")
+    model_config = ConfigDict(from_attributes=True)
 
     state: Literal["streaming", "lagging", "down"] = Field(
         description="`streaming`: it serves reads; `lagging`: more than DB_REPLICA_MAX_LAG_S "
@@ -18,8 +18,6 @@ class ReplicaReadiness(BaseModel):
 
 
 class Readiness(BaseModel):
-    model_config = ConfigDict(title="Readiness")
-
     status: Literal["ready"]
     replica: ReplicaReadiness | None = Field(
         default=None, description="Only when a replica is configured (DATABASE_READ_URL)."

@@ -86,7 +86,6 @@ class ListQuery(BaseModel):
         return self.model_dump(exclude={"skip", "limit", "cursor", "sort", "expand"})
 
 
-# `q`: a substring to look for, matched case-insensitively.
 SearchText = Annotated[
     str,
     Field(min_length=1, max_length=200, json_schema_extra={"pattern": FILTER_TEXT_PATTERN}),
@@ -103,7 +102,6 @@ FilterPrice = Annotated[
 ]
 
 
-# `expand=category`: embed each product's category.
 Expand = Literal["category"]
 
 

@@ -24,7 +24,6 @@ from pydantic_core import PydanticCustomError
 from models.product import DESCRIPTION_MAX_LENGTH, INT4_MAX, NAME_MAX_LENGTH, SKU_MAX_LENGTH
 
 PRICE_MAX = Decimal("99999999.99")
-READ_ONLY_FIELDS = frozenset({"id", "version", "created_at", "updated_at"})
 # Unknown fields are errors, one each; an object with more than this many fields beyond the
 # known ones is refused as a whole, with one error (docs/api.md, "Limits").
 MAX_UNKNOWN_FIELDS = 50
@@ -123,20 +122,17 @@ CategoryId = Annotated[
     ),
     BeforeValidator(_integral),
 ]
-# Timestamps reach the response as UTC datetimes (models.columns.UTCDateTime), which pydantic
-# writes as RFC 3339 with "Z" by itself.
-Timestamp = Annotated[datetime, WithJsonSchema({"type": "string", "format": "date-time"})]
 
 
 _TOO_MANY_FIELDS = ("too_many_fields", f"More than {MAX_UNKNOWN_FIELDS} unknown fields")
 
 
-class _ClosedObject(BaseModel):
+class RequestBody(BaseModel):
     """A request body object whose unknown fields are errors: a few are listed, many refused."""
 
     model_config = ConfigDict(extra="forbid")
-    # Fields a client may send back from what it read: accepted, and ignored.
-    ignored: ClassVar[frozenset[str]] = frozenset()
+    # Fields a client may send back from what it read (the server owns them): accepted, ignored.
+    ignored: ClassVar[frozenset[str]] = frozenset({"id", "version", "created_at", "updated_at"})
 
     @model_validator(mode="before")
     @classmethod
@@ -156,28 +152,17 @@ class _ClosedObject(BaseModel):
         return kept
 
 
-class RequestBody(_ClosedObject):
-    """Every create and update body: read-only fields are ignored (the server owns them)."""
-
-    ignored = READ_ONLY_FIELDS
+_EXAMPLE: dict[str, Any] = {
+    "sku": "TSHIRT-RED-M",
+    "name": "Red T-shirt",
+    "description": "Cotton, medium",
+    "price": 19.99,
+    "quantity": 10,
+}
 
 
 class ProductCreate(RequestBody):
-    model_config = ConfigDict(
-        title="ProductCreate",
-        json_schema_extra={
-            "examples": [
-                {
-                    "sku": "TSHIRT-RED-M",
-                    "name": "Red T-shirt",
-                    "description": "Cotton, medium",
-                    "price": 19.99,
-                    "quantity": 10,
-                    "category_id": None,
-                }
-            ]
-        },
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [{**_EXAMPLE, "category_id": None}]})
 
     sku: Sku | None = None
     name: Name
@@ -191,10 +176,7 @@ class ProductUpdate(RequestBody):
     """Only the fields sent change; `null` clears `description`, `sku` and `category_id` and is
     refused elsewhere."""
 
-    model_config = ConfigDict(
-        title="ProductUpdate",
-        json_schema_extra={"examples": [{"price": 17.5, "quantity": 8}]},
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [{"price": 17.5, "quantity": 8}]})
 
     # Required columns have no `| None`: an explicit null is a 422, leaving one out is fine.
     sku: Sku | None = None
@@ -214,7 +196,7 @@ StoredPrice = Annotated[float, WithJsonSchema(_PRICE_SCHEMA)]
 class CategorySummary(BaseModel):
     """What a product embeds of its category with `expand=category`."""
 
-    model_config = ConfigDict(from_attributes=True, title="CategorySummary")
+    model_config = ConfigDict(from_attributes=True)
 
     id: int
     name: str
@@ -231,8 +213,9 @@ class ProductFields(BaseModel):
     description: str | None
     price: StoredPrice
     quantity: int
-    created_at: Timestamp
-    updated_at: Timestamp
+    # UTC datetimes (models.columns.UTCDateTime), which pydantic writes as RFC 3339 with "Z".
+    created_at: datetime
+    updated_at: datetime
     version: int
     category_id: int | None
 
@@ -242,17 +225,12 @@ class ProductFields(BaseModel):
 # attribute it does not have. (A comment: a docstring would become the schema's description.)
 class ProductRead(ProductFields):
     model_config = ConfigDict(
-        from_attributes=True,
         title="Product",
         json_schema_extra={
             "examples": [
                 {
                     "id": 42,
-                    "sku": "TSHIRT-RED-M",
-                    "name": "Red T-shirt",
-                    "description": "Cotton, medium",
-                    "price": 19.99,
-                    "quantity": 10,
+                    **_EXAMPLE,
                     "created_at": "2026-11-25T11:42:25.417035Z",
                     "updated_at": "2026-11-26T08:03:51.220914Z",
                     "version": 3,
@@ -274,8 +252,9 @@ def _reject_zero(value: int) -> int:
     return value
 
 
-class StockChange(_ClosedObject):
-    model_config = ConfigDict(title="StockChange", json_schema_extra={"examples": [{"delta": -1}]})
+class StockChange(RequestBody):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"delta": -1}]})
+    ignored = frozenset()  # not a resource: `id` or `version` here is an unknown field
 
     delta: Annotated[
         int,

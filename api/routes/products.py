@@ -1,6 +1,6 @@
 """`/products`: HTTP in, crud call, HTTP out. No SQL here."""
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Query, Request, Response
 from pydantic import TypeAdapter
@@ -119,7 +119,7 @@ def read_product(
 def update_product(
     product_id: ProductId, payload: ProductUpdate, db: SessionDep, if_match: IfMatch
 ) -> Response:
-    changes: dict[str, Any] = payload.model_dump(exclude_unset=True)
+    changes = payload.model_dump(exclude_unset=True)
     product = crud.update_product(db, product_id, changes=changes, expected_versions=if_match)
     return responses.one(ProductFields, product)
 

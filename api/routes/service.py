@@ -10,7 +10,7 @@ from crud.errors import SchemaNotReady
 from crud.health import required_revision, schema_revision
 from database.replica import ReplicaMonitor
 from dependencies.database import SessionDep
-from schemas.health import Readiness, ReplicaReadiness
+from schemas.health import Readiness
 
 router = APIRouter(tags=["service"])
 
@@ -55,7 +55,4 @@ def ready(request: Request, db: SessionDep) -> Readiness:
     if replica is None:
         return Readiness(status="ready")
     # Reported, never failing readiness: reads go to the primary while the replica cannot serve.
-    status = replica.status()
-    return Readiness(
-        status="ready", replica=ReplicaReadiness(state=status.state, lag_s=status.lag_s)
-    )
+    return Readiness(status="ready", replica=replica.status())

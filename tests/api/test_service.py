@@ -4,6 +4,7 @@ import gc
 import logging
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from fastapi.testclient import TestClient
@@ -13,6 +14,7 @@ from sqlalchemy.orm import Session
 import main  # importing main is start-up: it freezes what was loaded
 from api.draining import DRAIN_FILE_VARIABLE
 from crud.health import required_revision
+from database.replica import ReplicaStatus
 
 
 def test_index_names_the_service_and_links_onwards(client: TestClient) -> None:
@@ -46,6 +48,18 @@ def test_ready_is_200_when_database_answers(client: TestClient) -> None:
 
     assert response.status_code == 200
     assert response.json() == {"status": "ready"}
+
+
+def test_ready_reports_the_replica_and_stays_200_while_it_lags(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monitor = SimpleNamespace(status=lambda: ReplicaStatus("lagging", 12.5))
+    monkeypatch.setattr(main.app.state, "replica_monitor", monitor, raising=False)
+
+    response = client.get("/health/ready")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ready", "replica": {"state": "lagging", "lag_s": 12.5}}
 
 
 def test_ready_is_503_naming_both_revisions_while_the_schema_is_behind(
