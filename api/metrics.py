@@ -166,18 +166,6 @@ def _forget_dead_workers(directory: str) -> None:
             pass  # it exists, as another user's
 
 
-def _registry() -> CollectorRegistry:
-    """The registry a scrape exports; in multiprocess mode, a new one of every worker's files
-    (the default registry would add this worker's values twice)."""
-    if MULTIPROCESS_DIRECTORY is None:
-        return REGISTRY
-    _write_pool_readings()
-    _forget_dead_workers(MULTIPROCESS_DIRECTORY)
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=MULTIPROCESS_DIRECTORY)  # type: ignore[no-untyped-call]
-    return registry
-
-
 router = APIRouter(tags=["service"])
 
 
@@ -188,4 +176,12 @@ router = APIRouter(tags=["service"])
 )
 def metrics() -> Response:
     """Prometheus metrics, in the text exposition format."""
-    return Response(generate_latest(_registry()), media_type=CONTENT_TYPE_LATEST)
+    registry = REGISTRY
+    if MULTIPROCESS_DIRECTORY is not None:
+        # A new registry of every worker's files (the default one would add this worker's
+        # values twice).
+        _write_pool_readings()
+        _forget_dead_workers(MULTIPROCESS_DIRECTORY)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=MULTIPROCESS_DIRECTORY)  # type: ignore[no-untyped-call]
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
