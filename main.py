@@ -131,11 +131,10 @@ register_pool_metrics(engine, pool="write")
 if read_engine is not engine:
     register_pool_metrics(read_engine, pool="read")
 
-# Everything loaded so far lives as long as the process: move it out of the garbage
-# collector's sight, once per process (each uvicorn worker imports this module), so that a
-# full collection scans only what requests allocate and its pause, which every request in
-# flight shares, stays short (bench/README.md, "Settings measured earlier"). The Python docs'
-# gc.freeze(), after a collection so that no garbage of the start-up is kept forever.
+# Everything loaded so far lives as long as the process (each worker imports this module):
+# gc.freeze(), after a collection so that no start-up garbage is kept forever, moves it out of
+# the collector's sight, so a full collection scans only what requests allocate and its pause,
+# which every request in flight shares, stays short (bench/README.md, "Settings measured earlier").
 gc.collect()
 gc.freeze()
 

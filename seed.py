@@ -10,19 +10,20 @@ import crud.products
 from database.session import SessionLocal
 from models import Category, Product
 
-# Category name: (sku, name, description, price, quantity) of its products.
-CATALOG: dict[str, list[tuple[str, str, str | None, str, int]]] = {
+FIELDS = ("sku", "name", "description", "price", "quantity")
+# Category name: its products, as FIELDS.
+CATALOG: dict[str, list[tuple[str, str, str | None, Decimal, int]]] = {
     "Shirts": [
-        ("TEE-RED-M", "Red T-shirt", "Cotton, medium", "19.99", 25),
-        ("TEE-BLU-L", "Blue T-shirt", "Cotton, large", "19.99", 12),
-        ("OXF-WHT-M", "White oxford shirt", "Button-down collar", "49.50", 8),
+        ("TEE-RED-M", "Red T-shirt", "Cotton, medium", Decimal("19.99"), 25),
+        ("TEE-BLU-L", "Blue T-shirt", "Cotton, large", Decimal("19.99"), 12),
+        ("OXF-WHT-M", "White oxford shirt", "Button-down collar", Decimal("49.50"), 8),
     ],
     "Mugs": [
-        ("MUG-CLASSIC", "Classic mug", "Stoneware, 330 ml", "7.50", 40),
-        ("MUG-TRAVEL", "Travel mug", "Steel, keeps coffee hot for 6 hours", "24.00", 0),
+        ("MUG-CLASSIC", "Classic mug", "Stoneware, 330 ml", Decimal("7.50"), 40),
+        ("MUG-TRAVEL", "Travel mug", "Steel, keeps coffee hot for 6 hours", Decimal("24.00"), 0),
     ],
     "Caps": [
-        ("CAP-BLK", "Black cap", None, "12.00", 15),
+        ("CAP-BLK", "Black cap", None, Decimal("12.00"), 15),
     ],
 }
 
@@ -38,19 +39,11 @@ def seed() -> tuple[int, int]:
             if category is None:
                 category = crud.categories.create_category(session, values={"name": name})
                 added_categories += 1
-            for sku, product_name, description, price, quantity in products:
-                if session.scalar(select(Product.id).where(Product.sku == sku)) is not None:
-                    continue
-                values = {
-                    "sku": sku,
-                    "name": product_name,
-                    "description": description,
-                    "price": Decimal(price),
-                    "quantity": quantity,
-                    "category_id": category.id,
-                }
-                crud.products.create_product(session, values=values)
-                added_products += 1
+            for product in products:
+                values = dict(zip(FIELDS, product, strict=True), category_id=category.id)
+                if session.scalar(select(Product.id).where(Product.sku == values["sku"])) is None:
+                    crud.products.create_product(session, values=values)
+                    added_products += 1
     return added_categories, added_products
 
 

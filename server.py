@@ -64,12 +64,9 @@ def build_server(settings: Settings, run_directory: Path) -> MPServer:
 
 
 def _drain_first_on_sigterm(settings: Settings, drain_file: Path) -> None:
-    """SIGTERM makes every worker's `/health/ready` 503 for SHUTDOWN_DRAIN_S, then stops.
-
-    A load balancer's checks take the instance out meanwhile, while everything else is served
+    """SIGTERM makes every worker's `/health/ready` 503 for SHUTDOWN_DRAIN_S, then stops
     (api/draining.py). Granian has set its own handler before its start-up hooks run: this one
-    wraps it; a second SIGTERM stops at once.
-    """
+    wraps it; a second SIGTERM stops at once."""
     stop: Callable[[int, FrameType | None], Any] = signal.getsignal(signal.SIGTERM)  # type: ignore[assignment]
 
     def drain(signal_number: int, frame: FrameType | None) -> None:
@@ -84,30 +81,23 @@ def _drain_first_on_sigterm(settings: Settings, drain_file: Path) -> None:
     signal.signal(signal.SIGTERM, drain)
 
 
-def _metrics_directory(default: Path) -> Path:
-    """Where the workers keep their metrics: PROMETHEUS_MULTIPROC_DIR if it names one (emptied
-    of an earlier run's files, which would count on; api/metrics.py has checked it exists),
-    else `default`, made here."""
-    named = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if not named:
-        default.mkdir()
-        return default
-    for stale in Path(named).glob("*.db"):
-        stale.unlink()
-    return Path(named)
-
-
 def serve() -> None:
-    """Serve until SIGTERM or SIGINT, with a run directory of its own, removed at exit.
-
-    The workers inherit the environment set here before they start: prometheus_client's
-    multiprocess mode (each worker writes its metrics to files in the directory, and a scrape
-    adds up all of them) and where draining is announced.
-    """
+    """Serve until SIGTERM or SIGINT, with a run directory of its own, removed at exit. The
+    workers inherit the environment set here before they start: where they keep their metrics
+    (prometheus_client's multiprocess mode) and where draining is announced."""
     settings = get_settings()
     with tempfile.TemporaryDirectory(prefix="catalog-") as run_directory:
         directory = Path(run_directory)
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_directory(directory / "metrics"))
+        # The workers' metrics: in PROMETHEUS_MULTIPROC_DIR if it names one (emptied of an
+        # earlier run's files, which would count on; api/metrics.py has checked it exists).
+        metrics = directory / "metrics"
+        if named := os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            metrics = Path(named)
+            for stale in metrics.glob("*.db"):
+                stale.unlink()
+        else:
+            metrics.mkdir()
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
         os.environ[DRAIN_FILE_VARIABLE] = str(directory / "draining")
         server = build_server(settings, directory)
         configure_logging(settings)  # after MPServer(), which configures its loggers: ours win

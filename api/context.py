@@ -32,14 +32,12 @@ class RequestContextMiddleware:
         request_id = sent.decode("ascii") if sane else uuid.uuid4().hex
         token = request_id_var.set(request_id)
         started = time.perf_counter()
-        status = 500
-        response_started = False
+        status: int | None = None  # until the response starts
 
         async def send_with_request_id(message: Message) -> None:
-            nonlocal status, response_started
+            nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                response_started = True
                 headers = [*message.get("headers", ()), (b"x-request-id", request_id.encode())]
                 message = {**message, "headers": headers}
             await send(message)
@@ -47,7 +45,7 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_request_id)
         except Exception as exc:
-            if response_started:
+            if status is not None:
                 raise
             response = await unexpected_error(Request(scope), exc)
             await response(scope, receive, send_with_request_id)
@@ -62,12 +60,12 @@ class RequestContextMiddleware:
                 "method": scope["method"],
                 # The template as documented: `/products/{product_id}`, without `:digits`.
                 "route": getattr(route, "path_format", None) or "<unmatched>",
-                "status": status,
+                "status": status or 500,
                 "duration_ms": round(elapsed * 1000, 2),
             }
             # One mapping: the text line's fields by name, and the JSON line's extra fields.
             access_log.info(
                 "%(client)s %(method)s %(route)s %(status)d %(duration_ms).1fms", line, extra=line
             )
-            observe_request(line["method"], line["route"], status, elapsed)
+            observe_request(line["method"], line["route"], line["status"], elapsed)
             request_id_var.reset(token)

@@ -22,11 +22,8 @@ class ProblemCORSMiddleware(CORSMiddleware):
         if "origin" in headers and "access-control-request-method" in headers:
             response = self.preflight_response(request_headers=headers)
             if response.status_code == 400:
-                kept = {
-                    name: value
-                    for name, value in response.headers.items()
-                    if name not in ("content-type", "content-length")
-                }
+                kept = response.headers.mutablecopy()
+                del kept["content-type"], kept["content-length"]
                 detail = bytes(response.body).decode()
                 response = problem(Request(scope), 400, detail, headers=kept)
             await response(scope, receive, send)

@@ -1,10 +1,9 @@
-"""Limits that keep one client from stalling the others: the request head, `Host`, the body.
+"""Limits that keep one client from stalling the others (docs/api.md, "Limits").
 
 The HTTP server bounds what it buffers of a request's head while it arrives (server.py); a head
-that arrives whole in one read may be larger, and is refused here. HTTP/1.0 predates `Host` and
-may omit it; an empty `Host` is no `Host` (granian hands the app `host: ""` when there is none).
-A body is refused by its declared `Content-Length`, before it is read into memory, or counted
-while the route reads it (chunked, or lying) and cut off at the limit.
+that arrives whole in one read may be larger, and is refused here. An empty `Host` is no `Host`
+(granian hands the app `host: ""` when there is none). A body is refused by its declared
+`Content-Length` before it is read, or counted while the route reads it and cut off at the limit.
 """
 
 from fastapi import Request

@@ -23,10 +23,9 @@ _SERVER_LOGGERS = ("_granian", "uvicorn", "uvicorn.error", "uvicorn.asgi")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 
 
-class _RequestIdFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id_var.get()
-        return True
+def _add_request_id(record: logging.LogRecord) -> bool:
+    record.request_id = request_id_var.get()
+    return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -48,11 +47,10 @@ class JsonFormatter(logging.Formatter):
 
 def configure_logging(settings: Settings) -> None:
     handler = logging.StreamHandler()
-    handler.addFilter(_RequestIdFilter())
-    if settings.log_format == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+    handler.addFilter(_add_request_id)  # a filter may be a function (the logging docs)
+    handler.setFormatter(
+        JsonFormatter() if settings.log_format == "json" else logging.Formatter(TEXT_FORMAT)
+    )
     # The logging HOWTO's "Optimization" table: skip collecting what no formatter here prints
     # (caller's file and line, thread, process), on every record (bench/README.md, "Settings
     # measured earlier").

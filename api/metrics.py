@@ -6,9 +6,9 @@ import glob
 import os
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import cache
+from functools import cache, partial
 
 from fastapi import APIRouter, Response
 from prometheus_client import (
@@ -21,8 +21,6 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 from sqlalchemy.pool import QueuePool
 
@@ -66,80 +64,66 @@ def observe_request(method: str, route: str, status: int, seconds: float) -> Non
     latency.observe(seconds)
 
 
-_POOL_GAUGES = {
-    "size": "Connections the pool keeps open once made (its pool_size).",
-    "checked_out": "Connections lent to requests right now.",
-    "idle": "Open connections waiting in the pool for a request.",
-    "overflow": "Connections open beyond the pool size right now (up to its max_overflow).",
+# Each pool gauge: its help text and how it reads a pool.
+_POOL_GAUGES: dict[str, tuple[str, Callable[[QueuePool], int]]] = {
+    "size": ("Connections the pool keeps open once made (its pool_size).", QueuePool.size),
+    "checked_out": ("Connections lent to requests right now.", QueuePool.checkedout),
+    "idle": ("Open connections waiting in the pool for a request.", QueuePool.checkedin),
+    # Not QueuePool.overflow(): that counts up from -size, negative until the pool fills.
+    "overflow": (
+        "Connections open beyond the pool size right now (up to its max_overflow).",
+        lambda pool: max(0, pool.checkedout() + pool.checkedin() - pool.size()),
+    ),
 }
+# The pool gauges of each registry (a test's own, or the default one), and the default one's
+# engines by label. Engines, not their pools: `engine.dispose()` (every lifespan's end)
+# replaces the pool.
+_pool_gauges: dict[CollectorRegistry, dict[str, Gauge]] = {}
+_engines: dict[str, Engine] = {}
 
 
-def _pool_readings(engines: dict[str, Engine]) -> Iterator[tuple[str, str, int]]:
-    """(gauge, pool label, value) of every pool, read now."""
-    for label, engine in engines.items():
-        pool = engine.pool
-        assert isinstance(pool, QueuePool)
-        size, checked_out, idle = pool.size(), pool.checkedout(), pool.checkedin()
-        # Not QueuePool.overflow(): that counts up from -size, negative until the pool fills.
-        overflow = max(0, checked_out + idle - size)
-        for name, value in zip(_POOL_GAUGES, (size, checked_out, idle, overflow), strict=True):
-            yield name, label, value
-
-
-class _QueuePoolsCollector(Collector):
-    """Reads the pools' gauges when Prometheus scrapes, so the hot path pays nothing."""
-
-    def __init__(self) -> None:
-        # Engines, not their pools: `engine.dispose()` (every lifespan's end) replaces the pool.
-        self.engines: dict[str, Engine] = {}
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        families = {
-            name: GaugeMetricFamily(f"catalog_database_pool_{name}", help_text, labels=["pool"])
-            for name, help_text in _POOL_GAUGES.items()
-        }
-        for name, label, value in _pool_readings(self.engines):
-            families[name].add_metric([label], value)
-        yield from families.values()
-
-
-# One collector per registry (a test's own, or the default one).
-_collectors: dict[CollectorRegistry, _QueuePoolsCollector] = {}
+def _reading(engine: Engine, gauge: str) -> int:
+    pool = engine.pool
+    assert isinstance(pool, QueuePool)
+    return _POOL_GAUGES[gauge][1](pool)
 
 
 def register_pool_metrics(
     engine: Engine, registry: CollectorRegistry = REGISTRY, *, pool: str = "write"
 ) -> None:
-    """Gauge `engine`'s pool, labelled `pool`, if it is a QueuePool (the one pool with a size);
-    registering again changes nothing (`python main.py` imports main twice)."""
+    """Gauge `engine`'s pool, labelled `pool`, if it is a QueuePool (the one pool with a size),
+    read when Prometheus scrapes, so the hot path pays nothing; registering again changes
+    nothing."""
     if not isinstance(engine.pool, QueuePool):
         return
-    if registry not in _collectors:
-        _collectors[registry] = _QueuePoolsCollector()
-        registry.register(_collectors[registry])
-    _collectors[registry].engines[pool] = engine
+    if registry not in _pool_gauges:
+        _pool_gauges[registry] = {
+            name: Gauge(
+                f"catalog_database_pool_{name}",
+                help_text,
+                ["pool"],
+                registry=registry,
+                multiprocess_mode="livesum",
+            )
+            for name, (help_text, _) in _POOL_GAUGES.items()
+        }
+    if registry is REGISTRY:
+        _engines[pool] = engine
+    if MULTIPROCESS_DIRECTORY is None:  # else each worker writes its readings (below)
+        for name, gauge in _pool_gauges[registry].items():
+            gauge.labels(pool).set_function(partial(_reading, engine, name))
 
 
-# Multiprocess mode cannot run a collector in another worker at scrape time: there the same
+# Multiprocess mode cannot read a pool in another worker at scrape time: there the same
 # gauges are files that each worker keeps written, and a scrape adds up the live ones.
 POOL_READINGS_INTERVAL_S = 1.0  # how often each worker writes its readings
-_SHARED_POOL_GAUGES = {
-    name: Gauge(
-        f"catalog_database_pool_{name}",
-        help_text,
-        ["pool"],
-        multiprocess_mode="livesum",
-        registry=None,
-    )
-    for name, help_text in _POOL_GAUGES.items()
-}
 
 
 def _write_pool_readings() -> None:
     """Copy this worker's pools' readings (the default registry's) into its files."""
-    if collector := _collectors.get(REGISTRY):
-        for name, label, value in _pool_readings(collector.engines):
-            _SHARED_POOL_GAUGES[name].labels(label).set(value)
+    for label, engine in _engines.items():
+        for name, gauge in _pool_gauges[REGISTRY].items():
+            gauge.labels(label).set(_reading(engine, name))
 
 
 @contextmanager
@@ -182,18 +166,6 @@ def _forget_dead_workers(directory: str) -> None:
             pass  # it exists, as another user's
 
 
-def _registry() -> CollectorRegistry:
-    """The registry a scrape exports; in multiprocess mode, a new one of every worker's files
-    (the default registry would add this worker's values twice)."""
-    if MULTIPROCESS_DIRECTORY is None:
-        return REGISTRY
-    _write_pool_readings()
-    _forget_dead_workers(MULTIPROCESS_DIRECTORY)
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=MULTIPROCESS_DIRECTORY)  # type: ignore[no-untyped-call]
-    return registry
-
-
 router = APIRouter(tags=["service"])
 
 
@@ -204,4 +176,12 @@ router = APIRouter(tags=["service"])
 )
 def metrics() -> Response:
     """Prometheus metrics, in the text exposition format."""
-    return Response(generate_latest(_registry()), media_type=CONTENT_TYPE_LATEST)
+    registry = REGISTRY
+    if MULTIPROCESS_DIRECTORY is not None:
+        # A new registry of every worker's files (the default one would add this worker's
+        # values twice).
+        _write_pool_readings()
+        _forget_dead_workers(MULTIPROCESS_DIRECTORY)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=MULTIPROCESS_DIRECTORY)  # type: ignore[no-untyped-call]
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -18,8 +18,8 @@ ENTITY_TAGS_PATTERN = (
     r'^([ \t]*\*[ \t]*|[ \t,]*((W/)?"[^"]*"[ \t]*(,[ \t,]*(W/)?"[^"]*"[ \t]*)*)?[ \t,]*)$'
 )
 # One element of the list, up to and including its comma: a tag (`"3"` or `W/"3"`: a comma
-# inside the quotes belongs to the tag) or anything else. Each element is matched once, from
-# where the last one ended: linear.
+# inside the quotes belongs to the tag) or anything else. It matches wherever the last element
+# ended, if only the empty string, so each element is matched once: linear.
 _ELEMENT = re.compile(r'[ \t]*(?:(W/)?"([^"]*)"[ \t]*(?=,|$)|[^,]*)(?:,|$)')
 
 
@@ -31,11 +31,7 @@ def _versions(header: str, *, weak: bool, name: str) -> frozenset[int]:
     """
     versions = set()
     elements = 0
-    position = 0
-    while position < len(header):
-        element = _ELEMENT.match(header, position)
-        assert element is not None  # every alternative matches, if only the empty string
-        position = element.end()
+    for element in _ELEMENT.finditer(header):
         if not element.group().strip(" \t,"):
             continue  # an empty list element (`"1", , "2"`), which RFC 9110 §5.6.1 allows
         elements += 1

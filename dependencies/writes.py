@@ -1,10 +1,31 @@
 """The dependencies every write route declares, in the order their answers take precedence:
 the API key first (401), then the body's media type (415)."""
 
-from fastapi import Depends, Security
+from fastapi import Depends, HTTPException, Request, Security
 
 from dependencies.access import require_write_access
-from dependencies.content_type import require_json_body
+
+
+async def require_json_body(request: Request) -> None:
+    """415 for a non-empty body whose Content-Type is not JSON (or is missing): JSON is
+    `application/json` or a `+json` type such as PATCH's merge patch, but JSON Patch
+    (`application/json-patch+json`) is another format, which this API does not take."""
+    headers = request.headers
+    if headers.get("content-length", "0") == "0" and "transfer-encoding" not in headers:
+        return
+    media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type == "application/json" or (
+        media_type.startswith("application/")
+        and media_type.endswith("+json")
+        and media_type != "application/json-patch+json"
+    ):
+        return
+    raise HTTPException(
+        status_code=415,
+        detail="The request body must be JSON: send Content-Type: application/json"
+        " (or application/merge-patch+json, a JSON merge patch, with PATCH)",
+    )
+
 
 WRITE = [Security(require_write_access)]
 JSON_WRITE = [*WRITE, Depends(require_json_body)]
