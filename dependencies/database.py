@@ -1,10 +1,14 @@
 """Step 6 of the guide: one short session per request, always closed, rolled back on error.
 
-A write's session (`SessionDep`) is one transaction. Declared with `scope="function"`, its exit
-runs as soon as the route returns, before the response is sent: a commit that fails is a 503,
-never a 2xx. A read's session (`ReadSessionDep`) is typed `ReadSession`, apart from `Session`,
-so a route cannot hand it to a function that writes (docs/design.md, "How a request meets the
-database").
+A write's session (`SessionDep`) is one transaction: committed when the request succeeded,
+rolled back on any error, closed always. Declared with `scope="function"`, its exit runs as
+soon as the route returns, before the response is sent: a commit that fails is a 503, never a
+2xx. crud never commits; it may `flush()` to learn what the database generated.
+
+A read's session (`ReadSessionDep`) is on the read engine (`database.engine`): one round trip
+per statement, nothing to commit. It is typed `ReadSession`, apart from `Session`, so a route
+cannot hand it to a function that writes (polar's read session). The tests swap both through
+`app.dependency_overrides`.
 """
 
 from collections.abc import Generator, Iterator
