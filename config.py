@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from dotenv import dotenv_values
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic import AfterValidator, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
@@ -107,7 +107,7 @@ def normalize_database_url(raw: str) -> str:
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
-    database_url: str = DEFAULT_DATABASE_URL
+    database_url: Annotated[str, AfterValidator(normalize_database_url)] = DEFAULT_DATABASE_URL
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=0, ge=0)
     db_pool_timeout: float = Field(default=5.0, gt=0)
@@ -144,11 +144,6 @@ class Settings(BaseSettings):
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     log_format: Literal["text", "json"] = "text"
 
-    @field_validator("database_url")
-    @classmethod
-    def _normalize_database_url(cls, value: str) -> str:
-        return normalize_database_url(value)
-
     @field_validator("database_read_url")
     @classmethod
     def _normalize_database_read_url(cls, value: str | None, info: ValidationInfo) -> str | None:
@@ -179,8 +174,6 @@ def misspelt_keys(env_file: Path = Path(".env")) -> dict[str, str]:
     pydantic-settings ignores unknown keys (other tools share the file), so `DATABSE_URL=...`
     would silently leave the service on SQLite; the start-up log names it instead.
     """
-    if not env_file.is_file():
-        return {}
     known = [name.upper() for name in Settings.model_fields]
     found = {}
     for key in dotenv_values(env_file):
