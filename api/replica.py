@@ -18,25 +18,19 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from fastapi import FastAPI, HTTPException, Request
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.orm import sessionmaker
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.metrics import register_pool_metrics
 from config import Settings
 from database.engine import build_engine
-from database.replica import (
-    ReplicaMonitor,
-    build_monitor,
-    format_lsn,
-    parse_lsn,
-    primary_position,
-)
+from database.replica import ReplicaMonitor, format_lsn, parse_lsn, primary_position
 from database.session import ReadSessionLocal
 from dependencies.database import ReadSession, get_read_session
 
@@ -76,12 +70,12 @@ def primary_wal_position() -> int:
         return primary_position(session.connection())
 
 
+@dataclass(frozen=True)
 class Replica:
     """The replica's engine and monitor, and the read sessions they decide."""
 
-    def __init__(self, engine: Engine, monitor: ReplicaMonitor) -> None:
-        self.engine, self.monitor = engine, monitor
-        self.sessions = sessionmaker(bind=engine, autoflush=False, expire_on_commit=False)
+    engine: Engine
+    monitor: ReplicaMonitor
 
     def read_session(self, request: Request) -> Iterator[ReadSession]:
         """The read session dependency, with a replica: on it when it may serve the read."""
@@ -90,7 +84,7 @@ class Replica:
         ):
             yield from get_read_session()
             return
-        session = self.sessions()
+        session = ReadSessionLocal(bind=self.engine)  # the read sessions' options, on the replica
         try:
             session.connection()
         except (DBAPIError, PoolTimeoutError) as exc:
@@ -107,20 +101,6 @@ class Replica:
                 if exc.connection_invalidated:
                     self.monitor.mark_down()
                 raise ReplicaFailed() from exc
-
-    @asynccontextmanager
-    async def sampling(self) -> AsyncIterator[None]:
-        """While the app serves, this process samples the replica's lag."""
-        await self.monitor.sample()  # the first reads already know where they may go
-        task = asyncio.create_task(self.monitor.run(), name="replica monitor")
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            self.monitor.dispose()
-            self.engine.dispose()
 
 
 class ConsistencyTokenMiddleware:
@@ -181,11 +161,18 @@ class ReplicaFallbackMiddleware:
 
 def install_replica(app: FastAPI, settings: Settings) -> None:
     """Serve reads from DATABASE_READ_URL's replica, if one is configured."""
-    monitor = build_monitor(settings)
-    if settings.database_read_url is None or monitor is None:
+    if settings.database_read_url is None:
         return
+    # The monitor's own engines, one autocommit connection to each server.
+    one_connection = settings.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0})
+    monitor = ReplicaMonitor(
+        build_engine(settings.database_url, one_connection, autocommit=True),
+        build_engine(settings.database_read_url, one_connection, autocommit=True),
+        max_lag_s=settings.db_replica_max_lag_s,
+        interval_s=settings.db_replica_check_interval_s,
+    )
     replica = Replica(build_engine(settings.database_read_url, settings, autocommit=True), monitor)
-    app.state.replica_monitor = replica.monitor
+    app.state.replica_monitor = monitor
     app.dependency_overrides[get_read_session] = replica.read_session
     # Inside the request context: a read answered again has one request id and access line.
     app.add_middleware(ReplicaFallbackMiddleware)
@@ -195,7 +182,16 @@ def install_replica(app: FastAPI, settings: Settings) -> None:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with serving(app), replica.sampling():
-            yield
+        async with serving(app):
+            await monitor.sample()  # the first reads already know where they may go
+            task = asyncio.create_task(monitor.run(), name="replica monitor")
+            try:
+                yield
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                for engine in (monitor.primary, monitor.replica, replica.engine):
+                    engine.dispose()
 
     app.router.lifespan_context = lifespan
