@@ -1,16 +1,10 @@
 """Reads from a streaming replica (DATABASE_READ_URL), and the tokens that keep them consistent.
 
 Installed by one line of `main.py` (`install_replica`), only when a replica is configured:
-without one, no request passes through anything here. With one:
-- `GET`s read from the replica when it may serve them (`database.replica.ReplicaMonitor`: at
-  most DB_REPLICA_MAX_LAG_S stale, and past the write a `Consistency-Token` names), else from
-  the primary. The read session dependency is swapped for `read_session` through FastAPI's
-  `dependency_overrides`, the mechanism the tests use to swap sessions.
-- Every 2xx answer to a write carries a `Consistency-Token`: the primary's WAL position after
-  the write committed. A read that sends it back sees that write, on any instance.
-- The replica never causes an error answer: one that cannot give a connection is marked down
-  and the read goes to the primary; one that fails a statement part-way (`ReplicaFailed`) has
-  the request answered again, from the primary (`ReplicaFallbackMiddleware`).
+without one, no request passes through anything here. With one, `Replica.read_session` replaces
+the read session dependency (through `dependency_overrides`, as the tests swap sessions), every
+2xx answer to a write carries a `Consistency-Token`, and the replica never causes an error
+answer: docs/scaling.md, "Read replicas".
 """
 
 import asyncio
@@ -50,10 +44,8 @@ class ReplicaFailed(Exception):
 def requested_token(request: Request) -> int | None:
     """The WAL position a read must see (None: no token); 400 unless sent once, well formed."""
     values = request.headers.getlist(HEADER)
-    if not values:
-        return None
     lsn = parse_lsn(values[0].strip()) if len(values) == 1 else None
-    if lsn is None:
+    if values and lsn is None:
         raise HTTPException(
             status_code=400,
             detail=f"{HEADER} must be sent once, as the {HEADER} of a write's answer"
@@ -63,9 +55,8 @@ def requested_token(request: Request) -> int | None:
 
 
 def primary_wal_position() -> int:
-    """The primary's WAL position now: one autocommit statement on the primary's read pool.
-
-    Asked after a write has committed, it is at or past that write's commit record."""
+    """The primary's WAL position now, on the primary's read pool: asked after a write has
+    committed, it is at or past that write's commit record."""
     with ReadSessionLocal() as session:
         return primary_position(session.connection())
 
@@ -104,15 +95,11 @@ class Replica:
 
 
 class ConsistencyTokenMiddleware:
-    """Every 2xx answer to a write carries a `Consistency-Token`.
-
-    The token is the primary's WAL position asked for once the route has returned, so after
-    the write's commit (the session dependency commits before the answer is sent), with one
-    statement on the primary's read pool: the one round trip a write pays for it. Replays
-    get a fresh token, which is past the kept write too. When the primary cannot answer that
-    statement, the write is committed all the same: its answer goes without a token (a read
-    then sees it once the replica has it, or DB_REPLICA_MAX_LAG_S later at most).
-    """
+    """Every 2xx answer to a write carries a `Consistency-Token`: the primary's WAL position
+    asked for once the route has returned, so after the write's commit (the session dependency
+    commits before the answer is sent). Replays get a fresh token, past the kept write too.
+    When the primary cannot answer, the write is committed all the same and answered without
+    a token (a read sees it once the replica has it, or DB_REPLICA_MAX_LAG_S later at most)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
