@@ -9,6 +9,7 @@ answer: docs/scaling.md, "Read replicas".
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -29,8 +30,6 @@ from database.session import ReadSessionLocal
 from dependencies.database import ReadSession, get_read_session
 
 HEADER = "Consistency-Token"
-# Methods that never write: their answers carry no token.
-_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # In a request's scope state once the replica failed it: its reads then go to the primary.
 FROM_PRIMARY = "read_from_primary"
 
@@ -94,56 +93,49 @@ class Replica:
                 raise ReplicaFailed() from exc
 
 
-class ConsistencyTokenMiddleware:
-    """Every 2xx answer to a write carries a `Consistency-Token`: the primary's WAL position
-    asked for once the route has returned, so after the write's commit (the session dependency
-    commits before the answer is sent). Replays get a fresh token, past the kept write too.
-    When the primary cannot answer, the write is committed all the same and answered without
-    a token (a read sees it once the replica has it, or DB_REPLICA_MAX_LAG_S later at most)."""
+class ReplicaMiddleware:
+    """Every 2xx answer to a write carries a `Consistency-Token`, and a read that the replica
+    failed part-way (`ReplicaFailed`) is answered again, from the primary.
+
+    The token is the primary's WAL position asked for once the route has returned, so after the
+    write's commit (the session dependency commits before the answer is sent). Replays get a
+    fresh token, past the kept write too. When the primary cannot answer, the write is committed
+    all the same and answered without a token (a read sees it once the replica has it, or
+    DB_REPLICA_MAX_LAG_S later at most). A `GET` or `HEAD` has no body and changes nothing:
+    running it again is safe, and nothing of the first attempt was sent (the error left the
+    route before any answer).
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in _SAFE_METHODS:
+        if scope["type"] != "http" or scope["method"] == "OPTIONS":
             await self.app(scope, receive, send)
-            return
-
-        async def send_with_token(message: Message) -> None:
-            if message["type"] == "http.response.start" and 200 <= message["status"] < 300:
-                try:
-                    token = format_lsn(await run_in_threadpool(primary_wal_position))
-                except SQLAlchemyError as exc:
-                    logger.warning("a write answered without %s: %s", HEADER, exc)
-                else:
-                    header = (HEADER.lower().encode(), token.encode())
-                    message = {**message, "headers": [*message.get("headers", ()), header]}
-            await send(message)
-
-        await self.app(scope, receive, send_with_token)
+        elif scope["method"] in ("GET", "HEAD"):
+            try:
+                await self.app(scope, receive, send)
+            except ReplicaFailed:
+                scope.setdefault("state", {})[FROM_PRIMARY] = True
+                await self.app(scope, _no_body, send)
+        else:
+            await self.app(scope, receive, functools.partial(_send_with_token, send))
 
 
-class ReplicaFallbackMiddleware:
-    """A read that the replica failed part-way (`ReplicaFailed`) is answered again, from the
-    primary. A `GET` or `HEAD` has no body and changes nothing: running it again is safe, and
-    nothing of the first attempt was sent (the error left the route before any answer)."""
+async def _no_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
-            await self.app(scope, receive, send)
-            return
+async def _send_with_token(send: Send, message: Message) -> None:
+    if message["type"] == "http.response.start" and 200 <= message["status"] < 300:
         try:
-            await self.app(scope, receive, send)
-        except ReplicaFailed:
-            scope.setdefault("state", {})[FROM_PRIMARY] = True
-
-            async def no_body() -> Message:
-                return {"type": "http.request", "body": b"", "more_body": False}
-
-            await self.app(scope, no_body, send)
+            token = format_lsn(await run_in_threadpool(primary_wal_position))
+        except SQLAlchemyError as exc:
+            logger.warning("a write answered without %s: %s", HEADER, exc)
+        else:
+            header = (HEADER.lower().encode(), token.encode())
+            message = {**message, "headers": [*message.get("headers", ()), header]}
+    await send(message)
 
 
 def install_replica(app: FastAPI, settings: Settings) -> None:
@@ -162,8 +154,7 @@ def install_replica(app: FastAPI, settings: Settings) -> None:
     app.state.replica_monitor = monitor
     app.dependency_overrides[get_read_session] = replica.read_session
     # Inside the request context: a read answered again has one request id and access line.
-    app.add_middleware(ReplicaFallbackMiddleware)
-    app.add_middleware(ConsistencyTokenMiddleware)
+    app.add_middleware(ReplicaMiddleware)
     register_pool_metrics(replica.engine, pool="replica")
     serving = app.router.lifespan_context
 
