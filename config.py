@@ -20,11 +20,6 @@ PROJECT_DIR = Path(__file__).resolve().parent
 MAX_HEADER_BYTES = 64 * 1024
 DEFAULT_DATABASE_URL = f"sqlite:///{PROJECT_DIR / 'catalog.db'}"
 
-# URLs pasted from hosting providers say `postgres://` or `postgresql://`; SQLAlchemy 2.1 maps the
-# latter to psycopg 3, so both are pinned to psycopg2, the driver this service ships with.
-_PSYCOPG2_ALIASES = {"postgres", "postgresql"}
-
-
 # libpq's multi-host URI, `postgresql://user@h1:5432,h2:5433/db`: the part between `@` (or
 # `//`) and the first `/` or `?` lists the hosts. The user and password hold no `/`, `?` or
 # `@` unencoded (RFC 3986), so they end at the `@`.
@@ -84,7 +79,9 @@ def normalize_database_url(raw: str) -> str:
         directory = Path(url.database).resolve().parent
         if not directory.is_dir() or not os.access(directory, os.W_OK | os.X_OK):
             raise ValueError(f"names a SQLite file in {directory}, not a writable directory")
-    if url.drivername in _PSYCOPG2_ALIASES:
+    # URLs pasted from hosting providers say `postgres://` or `postgresql://`; SQLAlchemy 2.1
+    # maps the latter to psycopg 3, so both are pinned to psycopg2, which this service ships.
+    if url.drivername in ("postgres", "postgresql"):
         url = url.set(drivername="postgresql+psycopg2")
     try:
         url.get_dialect().import_dbapi()

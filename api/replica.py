@@ -98,12 +98,9 @@ class ReplicaMiddleware:
     failed part-way (`ReplicaFailed`) is answered again, from the primary.
 
     The token is the primary's WAL position asked for once the route has returned, so after the
-    write's commit (the session dependency commits before the answer is sent). Replays get a
-    fresh token, past the kept write too. When the primary cannot answer, the write is committed
-    all the same and answered without a token (a read sees it once the replica has it, or
-    DB_REPLICA_MAX_LAG_S later at most). A `GET` or `HEAD` has no body and changes nothing:
-    running it again is safe, and nothing of the first attempt was sent (the error left the
-    route before any answer).
+    write's commit (the session dependency commits before the answer is sent); when the primary
+    cannot answer, the committed write goes without one. A `GET` or `HEAD` may run again: it has
+    no body, changes nothing, and nothing of the first attempt was sent.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -161,7 +158,7 @@ def install_replica(app: FastAPI, settings: Settings) -> None:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with serving(app):
-            await monitor.sample()  # the first reads already know where they may go
+            await asyncio.to_thread(monitor.sample)  # so the first reads know where to go
             task = asyncio.create_task(monitor.run(), name="replica monitor")
             try:
                 yield

@@ -139,25 +139,19 @@ class ReplicaMonitor:
     def mark_down(self) -> None:
         self.record_replica(None)
 
-    def _read_positions(self) -> tuple[float, int | None, int | None]:
+    def sample(self) -> None:
         """Ask the primary, then the replica: in this order (the module's docstring says why).
         Without new samples of the primary the old ones age, and reads move to the primary
         once the newest is DB_REPLICA_MAX_LAG_S old."""
-        return (
-            self.clock(),
-            _position(self.primary, _PRIMARY_POSITION, "primary's WAL position"),
-            _position(self.replica, _REPLAYED_POSITION, "replica's replay position"),
-        )
-
-    async def sample(self) -> None:
-        """Refresh both positions; the servers are asked on a worker thread."""
-        asked_at, primary_lsn, replayed = await asyncio.to_thread(self._read_positions)
+        asked_at = self.clock()
+        primary_lsn = _position(self.primary, _PRIMARY_POSITION, "primary's WAL position")
+        replayed = _position(self.replica, _REPLAYED_POSITION, "replica's replay position")
         if primary_lsn is not None:
             self.record_primary(asked_at, primary_lsn)
         self.record_replica(replayed)
 
     async def run(self) -> None:
-        """Sample every DB_REPLICA_CHECK_INTERVAL_S until cancelled."""
+        """Sample every DB_REPLICA_CHECK_INTERVAL_S, on a worker thread, until cancelled."""
         while True:
-            await self.sample()
+            await asyncio.to_thread(self.sample)
             await asyncio.sleep(self.interval_s)

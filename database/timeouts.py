@@ -1,18 +1,13 @@
 """Bounded time: no call to PostgreSQL waits longer than the service allows, on its own clock.
 
-PostgreSQL cancels what it can (`statement_timeout`, `lock_timeout`: database/engine.py), but
-nothing on the server's side ends a wait for a server that does not answer at all (a stalled
-disk, a paused machine, a hung pooler: its kernel still accepts every byte), nor bounds a read
-of the autocommit engine. So a read not answered within DB_STATEMENT_TIMEOUT_MS, a write's
-statement not answered GRACE_S later (a server that is merely slow cancels it first: 57014, and
-the connection stays), or a connection not made within DB_CONNECT_TIMEOUT, is given up, and the
-request gets a 503.
-
-The mechanism is psycopg2's documented wait callback (`psycopg2.extensions.set_wait_callback`),
-waiting as `psycopg2.extras.wait_select` does, with a deadline. When it gives up, psycopg2
-closes the connection and SQLAlchemy's pool drops it. No cancel request is sent: libpq waits for
-the server to read it, which a frozen server never does (and psycopg2 holds the GIL meanwhile).
-The callback is process-wide, so `main.lifespan` installs it while the app serves
+Nothing on the server's side ends a wait for a server that does not answer at all (a stalled
+disk, a paused machine, a hung pooler), nor bounds a read of the autocommit engine. So a read
+not answered within DB_STATEMENT_TIMEOUT_MS, a write's statement not answered GRACE_S after its
+own `statement_timeout` (database/engine.py), or a connection not made within
+DB_CONNECT_TIMEOUT, is given up: psycopg2 closes the connection, the pool drops it, and the
+request gets a 503 (docs/design.md, "Per-transaction settings", says why no cancel request).
+The mechanism is psycopg2's documented wait callback, waiting as `psycopg2.extras.wait_select`
+does, with a deadline. It is process-wide, so `main.lifespan` installs it while the app serves
 (`waiting_with_deadlines`); Alembic and scripts run psycopg2 as it runs by itself.
 """
 
