@@ -156,12 +156,9 @@ def misspelt_keys(env_file: Path = Path(".env")) -> dict[str, str]:
     would silently leave the service on SQLite; the start-up log names it instead.
     """
     known = [name.upper() for name in Settings.model_fields]
-    found = {}
-    for key in dotenv_values(env_file):
-        close = difflib.get_close_matches(key.upper(), known, n=1, cutoff=0.8)
-        if close and key.upper() not in known:
-            found[key] = close[0]
-    return found
+    unknown = [key for key in dotenv_values(env_file) if key.upper() not in known]
+    close = {key: difflib.get_close_matches(key.upper(), known, n=1, cutoff=0.8) for key in unknown}
+    return {key: matches[0] for key, matches in close.items() if matches}
 
 
 @lru_cache

@@ -75,10 +75,8 @@ def build_engine(database_url: str, settings: Settings, *, autocommit: bool = Fa
         },
     )
     if not autocommit:
-        # `SET LOCAL` as each write transaction begins: it lasts until the transaction ends, so
-        # the limits hold through PgBouncer in transaction mode (docs/design.md, "Per-transaction
-        # settings"). Reads autocommit, with no transaction to set them in: database/timeouts.py
-        # bounds them.
+        # `SET LOCAL` as each write transaction begins, so the limits hold through PgBouncer
+        # (docs/design.md, "Per-transaction settings"); database/timeouts.py bounds the reads.
         limits = (
             f"SET LOCAL statement_timeout = {settings.db_statement_timeout_ms};"
             f" SET LOCAL lock_timeout = {settings.db_lock_timeout_ms}"
