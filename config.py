@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from dotenv import dotenv_values
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic import AfterValidator, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 PROJECT_DIR = Path(__file__).resolve().parent
@@ -20,49 +20,34 @@ PROJECT_DIR = Path(__file__).resolve().parent
 MAX_HEADER_BYTES = 64 * 1024
 DEFAULT_DATABASE_URL = f"sqlite:///{PROJECT_DIR / 'catalog.db'}"
 
-# URLs pasted from hosting providers say `postgres://` or `postgresql://`; SQLAlchemy 2.1 maps the
-# latter to psycopg 3, so both are pinned to psycopg2, the driver this service ships with.
-_PSYCOPG2_ALIASES = {"postgres", "postgresql"}
-
-
 # libpq's multi-host URI, `postgresql://user@h1:5432,h2:5433/db`: the part between `@` (or
 # `//`) and the first `/` or `?` lists the hosts. The user and password hold no `/`, `?` or
 # `@` unencoded (RFC 3986), so they end at the `@`.
-_MULTIHOST_URL = re.compile(r"(?P<head>[\w+]+://(?:[^/?@]*@)?)(?P<hosts>[^/?]*,[^/?]*)(?P<tail>.*)")
+_MULTIHOST_URL = re.compile(
+    r"(?P<head>postgres[\w+]*://(?:[^/?@]*@)?)(?P<hosts>[^/?]*,[^/?]*)(?P<tail>.*)"
+)
 # One entry of the list: a name or IPv4 address, or an IPv6 address in brackets; a port or none.
 _HOST_ENTRY = re.compile(r"(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[^\[\]:]+))(?::(?P<port>\d+))?")
 
 
-def _from_multihost(match: re.Match[str]) -> URL:
-    """libpq's multi-host URI in the form SQLAlchemy's PostgreSQL dialects document ("Specifying
-    multiple fallback hosts"): no host in the URL's host part, and libpq's own `host` and
-    `port` keywords, comma-separated lists, in its query. That form, unlike `?host=h1:p1&host=h2`,
-    also holds IPv6 addresses; a host without a port gets libpq's default (an empty entry)."""
-    hosts: list[str] = []
-    ports: list[str] = []
-    for entry in match["hosts"].split(","):
+def _host_list(hosts: str) -> dict[str, str]:
+    """libpq's host list in the form SQLAlchemy's PostgreSQL dialects document ("Specifying
+    multiple fallback hosts"): libpq's own `host` and `port` keywords, comma-separated lists,
+    in the query. That form, unlike `?host=h1:p1&host=h2`, also holds IPv6 addresses; a host
+    without a port gets libpq's default (an empty entry)."""
+    entries = []
+    for entry in hosts.split(","):
         parsed = _HOST_ENTRY.fullmatch(entry)
         if parsed is None or (parsed["port"] and not 0 < int(parsed["port"]) < 65536):
             raise ValueError(
                 f"has a host list entry {entry!r} that is not host, host:port or [ipv6]:port"
                 " (expected e.g. postgresql://user@db1:5432,db2:5432/dbname)"
             )
-        hosts.append(parsed["ipv6"] or parsed["host"])
-        ports.append(parsed["port"] or "")
-    url = _parsed(match["head"] + match["tail"])
-    if "host" in url.query or "port" in url.query:
-        raise ValueError("lists hosts both before the database name and in ?host= or ?port=")
-    query = {"host": ",".join(hosts)}
-    if any(ports):
-        query["port"] = ",".join(ports)
-    return url.update_query_dict(query)
-
-
-def _parsed(raw: str) -> URL:
-    try:
-        return make_url(raw)
-    except ValueError:  # SQLAlchemy's int() of a port that is not a number
-        raise ValueError("has a port that is not a number (expected e.g. host:5432)") from None
+        entries.append(parsed)
+    query = {"host": ",".join(entry["ipv6"] or entry["host"] for entry in entries)}
+    if any(entry["port"] for entry in entries):
+        query["port"] = ",".join(entry["port"] or "" for entry in entries)
+    return query
 
 
 def normalize_database_url(raw: str) -> str:
@@ -72,16 +57,20 @@ def normalize_database_url(raw: str) -> str:
     for failover) becomes the form SQLAlchemy parses, with the same hosts, ports and options.
     """
     multihost = _MULTIHOST_URL.fullmatch(raw.strip())
+    hosts = None if multihost is None else _host_list(multihost["hosts"])
     try:
-        if multihost is not None and multihost["head"].startswith("postgres"):
-            url = _from_multihost(multihost)
-        else:
-            url = _parsed(raw.strip())
+        url = make_url(raw.strip() if multihost is None else multihost["head"] + multihost["tail"])
     except ArgumentError:
         raise ValueError(
             "is not a database URL (expected e.g. postgresql://user:password@host:5432/dbname"
             " or sqlite:///./catalog.db)"
         ) from None
+    except ValueError:  # SQLAlchemy's int() of a port that is not a number
+        raise ValueError("has a port that is not a number (expected e.g. host:5432)") from None
+    if hosts is not None:
+        if "host" in url.query or "port" in url.query:
+            raise ValueError("lists hosts both before the database name and in ?host= or ?port=")
+        url = url.update_query_dict(hosts)
     if url.port is not None and not 0 < url.port < 65536:
         raise ValueError(f"has port {url.port}, outside 1-65535")
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
@@ -90,7 +79,9 @@ def normalize_database_url(raw: str) -> str:
         directory = Path(url.database).resolve().parent
         if not directory.is_dir() or not os.access(directory, os.W_OK | os.X_OK):
             raise ValueError(f"names a SQLite file in {directory}, not a writable directory")
-    if url.drivername in _PSYCOPG2_ALIASES:
+    # URLs pasted from hosting providers say `postgres://` or `postgresql://`; SQLAlchemy 2.1
+    # maps the latter to psycopg 3, so both are pinned to psycopg2, which this service ships.
+    if url.drivername in ("postgres", "postgresql"):
         url = url.set(drivername="postgresql+psycopg2")
     try:
         url.get_dialect().import_dbapi()
@@ -105,49 +96,34 @@ def normalize_database_url(raw: str) -> str:
 
 
 class Settings(BaseSettings):
+    """What each setting means, and its unit: README.md's configuration table, .env.example."""
+
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
-    database_url: str = DEFAULT_DATABASE_URL
+    database_url: Annotated[str, AfterValidator(normalize_database_url)] = DEFAULT_DATABASE_URL
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=0, ge=0)
     db_pool_timeout: float = Field(default=5.0, gt=0)
     db_pool_recycle: int = Field(default=1800, ge=-1)
     db_connect_timeout: int = Field(default=5, ge=1)
-    # PostgreSQL only, for every transaction (0: no limit): a statement running longer than
-    # this many ms, or waiting longer for a lock, is cancelled and the request gets a 503.
     db_statement_timeout_ms: int = Field(default=5000, ge=0)
     db_lock_timeout_ms: int = Field(default=2000, ge=0)
     db_echo: bool = False
-    # A streaming replica of DATABASE_URL that may serve GET and HEAD (unset: the primary
-    # serves everything). A read without a Consistency-Token may be this many seconds stale,
-    # at most; beyond it, or while the replica is down, reads go to the primary.
+
     database_read_url: str | None = None
     db_replica_max_lag_s: float = Field(default=5.0, gt=0)
-    # How often each process samples the primary's and the replica's WAL positions.
     db_replica_check_interval_s: float = Field(default=0.5, gt=0)
 
-    # Writes need `Authorization: Bearer <key>` or `X-API-Key: <key>` when this is non-empty.
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, repr=False)
-    # Origins allowed to call the API from a browser (comma-separated); empty: no CORS.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    # Seconds an `Idempotency-Key` and the answer kept with it last, at least (default 24 h).
     idempotency_ttl_s: int = Field(default=86400, ge=1)
-
-    # On SIGTERM, seconds to answer `/health/ready` with 503 (and everything else as usual)
-    # before shutting down, so that a load balancer takes the instance out first (api.draining).
     shutdown_drain_s: float = Field(default=0, ge=0)
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
-    # Worker processes of `python main.py` (server.py): about one per core.
     web_concurrency: int = Field(default=1, ge=1)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     log_format: Literal["text", "json"] = "text"
-
-    @field_validator("database_url")
-    @classmethod
-    def _normalize_database_url(cls, value: str) -> str:
-        return normalize_database_url(value)
 
     @field_validator("database_read_url")
     @classmethod
@@ -179,15 +155,10 @@ def misspelt_keys(env_file: Path = Path(".env")) -> dict[str, str]:
     pydantic-settings ignores unknown keys (other tools share the file), so `DATABSE_URL=...`
     would silently leave the service on SQLite; the start-up log names it instead.
     """
-    if not env_file.is_file():
-        return {}
     known = [name.upper() for name in Settings.model_fields]
-    found = {}
-    for key in dotenv_values(env_file):
-        close = difflib.get_close_matches(key.upper(), known, n=1, cutoff=0.8)
-        if close and key.upper() not in known:
-            found[key] = close[0]
-    return found
+    unknown = [key for key in dotenv_values(env_file) if key.upper() not in known]
+    close = {key: difflib.get_close_matches(key.upper(), known, n=1, cutoff=0.8) for key in unknown}
+    return {key: matches[0] for key, matches in close.items() if matches}
 
 
 @lru_cache

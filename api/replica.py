@@ -1,48 +1,35 @@
 """Reads from a streaming replica (DATABASE_READ_URL), and the tokens that keep them consistent.
 
 Installed by one line of `main.py` (`install_replica`), only when a replica is configured:
-without one, no request passes through anything here. With one:
-- `GET`s read from the replica when it may serve them (`database.replica.ReplicaMonitor`: at
-  most DB_REPLICA_MAX_LAG_S stale, and past the write a `Consistency-Token` names), else from
-  the primary. The read session dependency is swapped for `read_session` through FastAPI's
-  `dependency_overrides`, the mechanism the tests use to swap sessions.
-- Every 2xx answer to a write carries a `Consistency-Token`: the primary's WAL position after
-  the write committed. A read that sends it back sees that write, on any instance.
-- The replica never causes an error answer: one that cannot give a connection is marked down
-  and the read goes to the primary; one that fails a statement part-way (`ReplicaFailed`) has
-  the request answered again, from the primary (`ReplicaFallbackMiddleware`).
+without one, no request passes through anything here. With one, `Replica.read_session` replaces
+the read session dependency (through `dependency_overrides`, as the tests swap sessions), every
+2xx answer to a write carries a `Consistency-Token`, and the replica never causes an error
+answer: docs/scaling.md, "Read replicas".
 """
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from fastapi import FastAPI, HTTPException, Request
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.orm import sessionmaker
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.metrics import register_pool_metrics
 from config import Settings
 from database.engine import build_engine
-from database.replica import (
-    ReplicaMonitor,
-    build_monitor,
-    format_lsn,
-    parse_lsn,
-    primary_position,
-)
+from database.replica import ReplicaMonitor, format_lsn, parse_lsn, primary_position
 from database.session import ReadSessionLocal
 from dependencies.database import ReadSession, get_read_session
 
 HEADER = "Consistency-Token"
-# Methods that never write: their answers carry no token.
-_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # In a request's scope state once the replica failed it: its reads then go to the primary.
 FROM_PRIMARY = "read_from_primary"
 
@@ -56,10 +43,8 @@ class ReplicaFailed(Exception):
 def requested_token(request: Request) -> int | None:
     """The WAL position a read must see (None: no token); 400 unless sent once, well formed."""
     values = request.headers.getlist(HEADER)
-    if not values:
-        return None
     lsn = parse_lsn(values[0].strip()) if len(values) == 1 else None
-    if lsn is None:
+    if values and lsn is None:
         raise HTTPException(
             status_code=400,
             detail=f"{HEADER} must be sent once, as the {HEADER} of a write's answer"
@@ -69,19 +54,18 @@ def requested_token(request: Request) -> int | None:
 
 
 def primary_wal_position() -> int:
-    """The primary's WAL position now: one autocommit statement on the primary's read pool.
-
-    Asked after a write has committed, it is at or past that write's commit record."""
+    """The primary's WAL position now, on the primary's read pool: asked after a write has
+    committed, it is at or past that write's commit record."""
     with ReadSessionLocal() as session:
         return primary_position(session.connection())
 
 
+@dataclass(frozen=True)
 class Replica:
     """The replica's engine and monitor, and the read sessions they decide."""
 
-    def __init__(self, engine: Engine, monitor: ReplicaMonitor) -> None:
-        self.engine, self.monitor = engine, monitor
-        self.sessions = sessionmaker(bind=engine, autoflush=False, expire_on_commit=False)
+    engine: Engine
+    monitor: ReplicaMonitor
 
     def read_session(self, request: Request) -> Iterator[ReadSession]:
         """The read session dependency, with a replica: on it when it may serve the read."""
@@ -90,7 +74,7 @@ class Replica:
         ):
             yield from get_read_session()
             return
-        session = self.sessions()
+        session = ReadSessionLocal(bind=self.engine)  # the read sessions' options, on the replica
         try:
             session.connection()
         except (DBAPIError, PoolTimeoutError) as exc:
@@ -108,94 +92,81 @@ class Replica:
                     self.monitor.mark_down()
                 raise ReplicaFailed() from exc
 
-    @asynccontextmanager
-    async def sampling(self) -> AsyncIterator[None]:
-        """While the app serves, this process samples the replica's lag."""
-        await self.monitor.sample()  # the first reads already know where they may go
-        task = asyncio.create_task(self.monitor.run(), name="replica monitor")
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            self.monitor.dispose()
-            self.engine.dispose()
 
+class ReplicaMiddleware:
+    """Every 2xx answer to a write carries a `Consistency-Token`, and a read that the replica
+    failed part-way (`ReplicaFailed`) is answered again, from the primary.
 
-class ConsistencyTokenMiddleware:
-    """Every 2xx answer to a write carries a `Consistency-Token`.
-
-    The token is the primary's WAL position asked for once the route has returned, so after
-    the write's commit (the session dependency commits before the answer is sent), with one
-    statement on the primary's read pool: the one round trip a write pays for it. Replays
-    get a fresh token, which is past the kept write too. When the primary cannot answer that
-    statement, the write is committed all the same: its answer goes without a token (a read
-    then sees it once the replica has it, or DB_REPLICA_MAX_LAG_S later at most).
+    The token is the primary's WAL position asked for once the route has returned, so after the
+    write's commit (the session dependency commits before the answer is sent); when the primary
+    cannot answer, the committed write goes without one. A `GET` or `HEAD` may run again: it has
+    no body, changes nothing, and nothing of the first attempt was sent.
     """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in _SAFE_METHODS:
+        if scope["type"] != "http" or scope["method"] == "OPTIONS":
             await self.app(scope, receive, send)
-            return
-
-        async def send_with_token(message: Message) -> None:
-            if message["type"] == "http.response.start" and 200 <= message["status"] < 300:
-                try:
-                    token = format_lsn(await run_in_threadpool(primary_wal_position))
-                except SQLAlchemyError as exc:
-                    logger.warning("a write answered without %s: %s", HEADER, exc)
-                else:
-                    header = (HEADER.lower().encode(), token.encode())
-                    message = {**message, "headers": [*message.get("headers", ()), header]}
-            await send(message)
-
-        await self.app(scope, receive, send_with_token)
+        elif scope["method"] in ("GET", "HEAD"):
+            try:
+                await self.app(scope, receive, send)
+            except ReplicaFailed:
+                scope.setdefault("state", {})[FROM_PRIMARY] = True
+                await self.app(scope, _no_body, send)
+        else:
+            await self.app(scope, receive, functools.partial(_send_with_token, send))
 
 
-class ReplicaFallbackMiddleware:
-    """A read that the replica failed part-way (`ReplicaFailed`) is answered again, from the
-    primary. A `GET` or `HEAD` has no body and changes nothing: running it again is safe, and
-    nothing of the first attempt was sent (the error left the route before any answer)."""
+async def _no_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
-            await self.app(scope, receive, send)
-            return
+async def _send_with_token(send: Send, message: Message) -> None:
+    if message["type"] == "http.response.start" and 200 <= message["status"] < 300:
         try:
-            await self.app(scope, receive, send)
-        except ReplicaFailed:
-            scope.setdefault("state", {})[FROM_PRIMARY] = True
-
-            async def no_body() -> Message:
-                return {"type": "http.request", "body": b"", "more_body": False}
-
-            await self.app(scope, no_body, send)
+            token = format_lsn(await run_in_threadpool(primary_wal_position))
+        except SQLAlchemyError as exc:
+            logger.warning("a write answered without %s: %s", HEADER, exc)
+        else:
+            header = (HEADER.lower().encode(), token.encode())
+            message = {**message, "headers": [*message.get("headers", ()), header]}
+    await send(message)
 
 
 def install_replica(app: FastAPI, settings: Settings) -> None:
     """Serve reads from DATABASE_READ_URL's replica, if one is configured."""
-    monitor = build_monitor(settings)
-    if settings.database_read_url is None or monitor is None:
+    if settings.database_read_url is None:
         return
+    # The monitor's own engines, one autocommit connection to each server.
+    one_connection = settings.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0})
+    monitor = ReplicaMonitor(
+        build_engine(settings.database_url, one_connection, autocommit=True),
+        build_engine(settings.database_read_url, one_connection, autocommit=True),
+        max_lag_s=settings.db_replica_max_lag_s,
+        interval_s=settings.db_replica_check_interval_s,
+    )
     replica = Replica(build_engine(settings.database_read_url, settings, autocommit=True), monitor)
-    app.state.replica_monitor = replica.monitor
+    app.state.replica_monitor = monitor
     app.dependency_overrides[get_read_session] = replica.read_session
     # Inside the request context: a read answered again has one request id and access line.
-    app.add_middleware(ReplicaFallbackMiddleware)
-    app.add_middleware(ConsistencyTokenMiddleware)
+    app.add_middleware(ReplicaMiddleware)
     register_pool_metrics(replica.engine, pool="replica")
     serving = app.router.lifespan_context
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with serving(app), replica.sampling():
-            yield
+        async with serving(app):
+            await asyncio.to_thread(monitor.sample)  # so the first reads know where to go
+            task = asyncio.create_task(monitor.run(), name="replica monitor")
+            try:
+                yield
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                for engine in (monitor.primary, monitor.replica, replica.engine):
+                    engine.dispose()
 
     app.router.lifespan_context = lifespan

@@ -1,10 +1,9 @@
 """Step 1 of the guide: the engines (and connection pools) of this process.
 
-`engine` runs every session in a transaction: a write request is one transaction, however many
-statements it makes, committed by the request's session dependency. `read_engine` serves the
-sessions of requests that only read: on PostgreSQL an engine of its own whose connections
-autocommit, so a read is one round trip instead of three (BEGIN, the SELECT, COMMIT);
-SQLite reads in-process, with nothing to save, and shares `engine`.
+`engine` runs every session in a transaction, committed by the request's session dependency.
+`read_engine` serves requests that only read: on PostgreSQL its connections autocommit, so a
+read is one round trip (docs/design.md, "How a request meets the database"); SQLite shares
+`engine`.
 """
 
 from typing import Any
@@ -34,25 +33,6 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN")
-
-
-def _limit_every_write(engine: Engine, settings: Settings) -> None:
-    """DB_STATEMENT_TIMEOUT_MS and DB_LOCK_TIMEOUT_MS, `SET LOCAL` as each write transaction
-    begins: PostgreSQL cancels a statement running longer, or waiting longer for a lock (503).
-
-    `SET LOCAL` lasts until its transaction ends, so the limits hold through PgBouncer in
-    transaction mode, where each transaction may run on another server connection; a session
-    setting (`SET`, or libpq's `options`, which PgBouncer refuses) would not follow the client.
-    Reads autocommit, with no transaction to set them in: database/timeouts.py bounds them.
-    """
-    limits = (
-        f"SET LOCAL statement_timeout = {settings.db_statement_timeout_ms};"
-        f" SET LOCAL lock_timeout = {settings.db_lock_timeout_ms}"
-    )
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql(limits)
 
 
 def build_engine(database_url: str, settings: Settings, *, autocommit: bool = False) -> Engine:
@@ -95,7 +75,17 @@ def build_engine(database_url: str, settings: Settings, *, autocommit: bool = Fa
         },
     )
     if not autocommit:
-        _limit_every_write(engine, settings)
+        # `SET LOCAL` as each write transaction begins, so the limits hold through PgBouncer
+        # (docs/design.md, "Per-transaction settings"); database/timeouts.py bounds the reads.
+        limits = (
+            f"SET LOCAL statement_timeout = {settings.db_statement_timeout_ms};"
+            f" SET LOCAL lock_timeout = {settings.db_lock_timeout_ms}"
+        )
+
+        @event.listens_for(engine, "begin")
+        def _limit_every_write(connection: Any) -> None:
+            connection.exec_driver_sql(limits)
+
     return engine
 
 

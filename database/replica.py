@@ -12,14 +12,11 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Literal
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, TextClause, text
 from sqlalchemy.exc import SQLAlchemyError
-
-from config import Settings
-from database.engine import build_engine
 
 LSN_PATTERN = r"([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})"  # PostgreSQL's text form of an LSN
 _LSN = re.compile(LSN_PATTERN)
@@ -31,8 +28,6 @@ logger = logging.getLogger("catalog.replica")
 _PRIMARY_POSITION = text("SELECT pg_current_wal_lsn()")
 # NULL on a server that is not replaying, such as a promoted replica: it must not serve reads.
 _REPLAYED_POSITION = text("SELECT pg_last_wal_replay_lsn()")
-
-State = Literal["streaming", "lagging", "down"]
 
 
 def parse_lsn(value: str) -> int | None:
@@ -59,10 +54,22 @@ def primary_position(connection: Connection) -> int:
 class ReplicaStatus:
     """What `/health/ready` says of the replica: its state and how stale it may be."""
 
-    state: State
+    state: Literal["streaming", "lagging", "down"]
     lag_s: float | None
 
 
+def _position(engine: Engine, query: TextClause, what: str) -> int | None:
+    """The LSN that `query` reads on `engine`; None when it cannot be read, or is NULL."""
+    try:
+        with engine.connect() as connection:
+            value = connection.execute(query).scalar_one()
+    except SQLAlchemyError as exc:
+        logger.debug("could not read the %s: %s", what, exc)
+        return None
+    return None if value is None else parse_lsn(value)
+
+
+@dataclass(eq=False)
 class ReplicaMonitor:
     """The last known WAL positions of the primary and of one replica, for this process.
 
@@ -71,33 +78,27 @@ class ReplicaMonitor:
     thread sees one sample or the next.
     """
 
-    def __init__(
-        self,
-        primary: Engine,
-        replica: Engine,
-        *,
-        max_lag_s: float,
-        interval_s: float,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.primary, self.replica = primary, replica
-        self.max_lag_s, self.interval_s = max_lag_s, interval_s
-        self._clock = clock
-        # The primary's samples, oldest first: when each was asked for, and its LSN. Both only
-        # grow, so one bisection finds the newest sample that the replica has replayed.
-        self._samples: tuple[tuple[float, ...], tuple[int, ...]] = ((), ())
-        self._replayed: int | None = None  # None: down, or not sampled yet
+    primary: Engine
+    replica: Engine
+    _: KW_ONLY
+    max_lag_s: float
+    interval_s: float
+    clock: Callable[[], float] = time.monotonic
+    # The primary's samples, oldest first: when each was asked for, and its LSN. Both only
+    # grow, so one bisection finds the newest sample that the replica has replayed.
+    _samples: tuple[tuple[float, int], ...] = field(default=(), init=False)
+    _replayed: int | None = field(default=None, init=False)  # None: down, or not sampled yet
 
     def staleness(self) -> float | None:
         """How many seconds of the primary's commits the replica may be missing right now, at
         most; None when unknown (down, not sampled yet, or behind every sample kept)."""
-        (sampled_at, primary_lsns), replayed = self._samples, self._replayed
+        samples, replayed = self._samples, self._replayed
         if replayed is None:
             return None
-        newest = bisect.bisect_right(primary_lsns, replayed) - 1
+        newest = bisect.bisect_right(samples, replayed, key=lambda sample: sample[1]) - 1
         if newest < 0:
             return None
-        return max(0.0, self._clock() - sampled_at[newest])
+        return max(0.0, self.clock() - samples[newest][0])
 
     def serves(self, token: int | None) -> bool:
         """Whether a read may go to the replica: it is at most DB_REPLICA_MAX_LAG_S stale,
@@ -117,17 +118,17 @@ class ReplicaMonitor:
 
     def record_primary(self, when: float, lsn: int) -> None:
         """The primary's LSN as asked for at `when`: past every commit returned by then."""
-        sampled_at, primary_lsns = self._samples
-        if primary_lsns and lsn < primary_lsns[-1]:
+        samples = self._samples
+        if samples and lsn < samples[-1][1]:
             # Another server answers as the primary (a standby promoted before it received the
             # very last of the old primary's log): start again from its positions.
-            sampled_at, primary_lsns = (), ()
-        sampled_at, primary_lsns = (*sampled_at, when), (*primary_lsns, lsn)
+            samples = ()
+        samples = (*samples, (when, lsn))
         # A sample older than the staleness allowed can no longer make the replica fresh
         # enough; the newest such one stays, so a replica far behind still has a floor.
         horizon = when - self.max_lag_s - self.interval_s
-        stale = max(0, bisect.bisect_left(sampled_at, horizon) - 1)
-        self._samples = sampled_at[stale:], primary_lsns[stale:]
+        stale = max(0, bisect.bisect_left(samples, horizon, key=lambda sample: sample[0]) - 1)
+        self._samples = samples[stale:]
 
     def record_replica(self, lsn: int | None) -> None:
         """The replica's replay LSN; None: unreachable, or not replaying (a primary)."""
@@ -138,50 +139,19 @@ class ReplicaMonitor:
     def mark_down(self) -> None:
         self.record_replica(None)
 
-    def _read_positions(self) -> tuple[float, int | None, int | None]:
-        """Ask the primary, then the replica: in this order (the module's docstring says why)."""
-        asked_at, primary_lsn, replayed = self._clock(), None, None
-        try:
-            with self.primary.connect() as connection:
-                primary_lsn = primary_position(connection)
-        except SQLAlchemyError as exc:
-            # Without new samples of the primary the old ones age, and reads move to the
-            # primary once the newest is DB_REPLICA_MAX_LAG_S old.
-            logger.debug("could not read the primary's WAL position: %s", exc)
-        try:
-            with self.replica.connect() as connection:
-                value = connection.execute(_REPLAYED_POSITION).scalar_one()
-            replayed = None if value is None else parse_lsn(value)
-        except SQLAlchemyError as exc:
-            logger.debug("could not read the replica's replay position: %s", exc)
-        return asked_at, primary_lsn, replayed
-
-    async def sample(self) -> None:
-        """Refresh both positions; the servers are asked on a worker thread."""
-        asked_at, primary_lsn, replayed = await asyncio.to_thread(self._read_positions)
+    def sample(self) -> None:
+        """Ask the primary, then the replica: in this order (the module's docstring says why).
+        Without new samples of the primary the old ones age, and reads move to the primary
+        once the newest is DB_REPLICA_MAX_LAG_S old."""
+        asked_at = self.clock()
+        primary_lsn = _position(self.primary, _PRIMARY_POSITION, "primary's WAL position")
+        replayed = _position(self.replica, _REPLAYED_POSITION, "replica's replay position")
         if primary_lsn is not None:
             self.record_primary(asked_at, primary_lsn)
         self.record_replica(replayed)
 
     async def run(self) -> None:
-        """Sample every DB_REPLICA_CHECK_INTERVAL_S until cancelled."""
+        """Sample every DB_REPLICA_CHECK_INTERVAL_S, on a worker thread, until cancelled."""
         while True:
-            await self.sample()
+            await asyncio.to_thread(self.sample)
             await asyncio.sleep(self.interval_s)
-
-    def dispose(self) -> None:
-        self.primary.dispose()
-        self.replica.dispose()
-
-
-def build_monitor(settings: Settings) -> ReplicaMonitor | None:
-    """The monitor of DATABASE_READ_URL's replica, if any: one autocommit connection to each."""
-    if settings.database_read_url is None:
-        return None
-    one_connection = settings.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0})
-    return ReplicaMonitor(
-        build_engine(settings.database_url, one_connection, autocommit=True),
-        build_engine(settings.database_read_url, one_connection, autocommit=True),
-        max_lag_s=settings.db_replica_max_lag_s,
-        interval_s=settings.db_replica_check_interval_s,
-    )

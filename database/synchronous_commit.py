@@ -19,15 +19,12 @@ class StandbyUnconfirmed(psycopg2.OperationalError):
 class ConfirmedCommitConnection(Psycopg2Connection):
     """A psycopg2 connection whose `commit()` fails unless the synchronous standby has it.
 
-    While the synchronous standby is down, a `COMMIT` waits for it (`DB_STATEMENT_TIMEOUT_MS`
-    does not bound that wait). When the wait is cancelled (`pg_cancel_backend`, a pooler's
-    query timeout), PostgreSQL keeps the commit on the primary alone and reports success with
-    only a WARNING: answered 2xx, the write would be lost if the primary then failed and the
-    standby were promoted. Raising here turns it into a 503, whose client retries it (with its
-    `Idempotency-Key`). Every commit of the service's sessions comes through here, so no crud
-    function can miss it. The notices are judged per commit and then dropped: the service
-    reads no others, and none may leak into the next transaction on this pooled connection.
-    The match is on PostgreSQL's English message (the server's `lc_messages`).
+    When a commit's wait for the standby is cancelled (`pg_cancel_backend`, a pooler's query
+    timeout), PostgreSQL keeps it on the primary alone and reports success with only a WARNING
+    (docs/scaling.md, "Failover"): raising here makes it a 503, whose client retries it. Every
+    commit of the service's sessions comes through here, so no crud function can miss it. The
+    notices are judged per commit and then dropped: none may leak into the next transaction on
+    this pooled connection. The match is on PostgreSQL's English message (`lc_messages`).
     """
 
     def commit(self) -> None:

@@ -1,21 +1,13 @@
 """Bounded time: no call to PostgreSQL waits longer than the service allows, on its own clock.
 
-PostgreSQL bounds what it can: every write transaction runs with `statement_timeout` and
-`lock_timeout` (`SET LOCAL`, database/engine.py). But nothing on the server's side can end a
-wait for a server that does not answer at all (a stalled disk, a paused machine, a hung pooler:
-its kernel still accepts every byte), nor a read of the autocommit engine, which has no
-transaction to `SET LOCAL` a setting in. So the service keeps its own clock: a read not
-answered within DB_STATEMENT_TIMEOUT_MS, a write's statement not answered GRACE_S later (a
-server that is merely slow cancels it first: 57014, and the connection stays), or a connection
-not made within DB_CONNECT_TIMEOUT, is given up, and the request gets a 503.
-
-The mechanism is psycopg2's documented wait callback (`psycopg2.extensions.set_wait_callback`,
-"support for coroutine libraries"): with one installed, psycopg2 calls it whenever libpq would
-block, and it waits as `psycopg2.extras.wait_select` does, with a deadline. When it gives up,
-psycopg2 closes the connection, and SQLAlchemy's pool drops it; the server ends the abandoned
-statement when it notices its client is gone. No cancel request is sent: libpq's waits for the
-server to read it, which a frozen server never does (and psycopg2 holds the GIL meanwhile).
-The callback is process-wide, so `main.lifespan` installs it while the app serves
+Nothing on the server's side ends a wait for a server that does not answer at all (a stalled
+disk, a paused machine, a hung pooler), nor bounds a read of the autocommit engine. So a read
+not answered within DB_STATEMENT_TIMEOUT_MS, a write's statement not answered GRACE_S after its
+own `statement_timeout` (database/engine.py), or a connection not made within
+DB_CONNECT_TIMEOUT, is given up: psycopg2 closes the connection, the pool drops it, and the
+request gets a 503 (docs/design.md, "Per-transaction settings", says why no cancel request).
+The mechanism is psycopg2's documented wait callback, waiting as `psycopg2.extras.wait_select`
+does, with a deadline. It is process-wide, so `main.lifespan` installs it while the app serves
 (`waiting_with_deadlines`); Alembic and scripts run psycopg2 as it runs by itself.
 """
 

@@ -1,6 +1,6 @@
 """`Consistency-Token`: none without a replica (nothing changes), a 400 for a malformed one when
-a replica is configured, what `ConsistencyTokenMiddleware` adds to which answers, and which
-reads `ReplicaFallbackMiddleware` answers again. Reads and writes against a real replica:
+a replica is configured, and what `ReplicaMiddleware` does: which answers get a token, which
+reads it answers again. Reads and writes against a real replica:
 tests/scale/test_replica_reads.py."""
 
 from collections.abc import Iterator
@@ -15,10 +15,9 @@ from sqlalchemy.exc import OperationalError
 import api.replica
 from api.replica import (
     FROM_PRIMARY,
-    ConsistencyTokenMiddleware,
     Replica,
     ReplicaFailed,
-    ReplicaFallbackMiddleware,
+    ReplicaMiddleware,
 )
 from database.replica import ReplicaMonitor
 from dependencies.database import get_read_session
@@ -82,7 +81,7 @@ def test_a_malformed_token_is_a_400_problem(
 
 def _token_app() -> FastAPI:
     probe = FastAPI()
-    probe.add_middleware(ConsistencyTokenMiddleware)
+    probe.add_middleware(ReplicaMiddleware)
 
     @probe.post("/written", status_code=201)
     def written() -> dict[str, str]:
@@ -155,12 +154,12 @@ def test_a_write_whose_position_cannot_be_read_is_still_its_2xx(
     assert "consistency-token" not in created.headers
 
 
-# ReplicaFallbackMiddleware, on an app of its own: which answers are given again.
+# The middleware, on an app of its own: which answers are given again.
 
 
 def _fallback_app(runs: list[str]) -> FastAPI:
     probe = FastAPI()
-    probe.add_middleware(ReplicaFallbackMiddleware)
+    probe.add_middleware(ReplicaMiddleware)
 
     @probe.api_route("/read", methods=["GET", "HEAD"])
     def read(request: Request) -> Response:
