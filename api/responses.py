@@ -12,11 +12,9 @@ from typing import Any, Protocol
 from fastapi import Response
 from pydantic import BaseModel, TypeAdapter
 
-
-def etag_for(version: int) -> str:
-    """The contract's entity tag: the version, quoted (`"3"`); dependencies/conditional.py
-    reads it back."""
-    return f'"{version}"'
+# The contract's entity tag: the version, quoted (`"3"`); dependencies/conditional.py reads
+# it back.
+ETAG = '"{}"'
 
 
 class Versioned(Protocol):
@@ -33,7 +31,7 @@ def one(
 ) -> Response:
     """One resource, with its `ETag` (and `Location`, where it was created)."""
     body = schema.model_validate(record, from_attributes=True).model_dump_json(exclude_unset=True)
-    headers = {"ETag": etag_for(record.version)}
+    headers = {"ETag": ETAG.format(record.version)}
     if location is not None:
         headers["Location"] = location
     return Response(body, status_code=status_code, media_type="application/json", headers=headers)
@@ -59,5 +57,5 @@ def current(
     """A read: 304 while `If-None-Match` names the current version (`None`: any, `*`), else
     the resource."""
     if not_modified_at is None or record.version in not_modified_at:
-        return Response(status_code=304, headers={"ETag": etag_for(record.version)})
+        return Response(status_code=304, headers={"ETag": ETAG.format(record.version)})
     return one(schema, record)
