@@ -22,6 +22,7 @@ import itertools
 import logging
 import re
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -62,12 +63,13 @@ class Replay(Exception):  # not an error: the kept answer, given again
         self.answer = answer
 
 
+@dataclass
 class Idempotency:
     """What a keyed route is given: `keep(response)` keeps its answer with its write."""
 
-    def __init__(self, session: Session | None = None, keyed: crud.KeyedRequest | None = None):
-        self.session, self.keyed = session, keyed
-        self.kept = False
+    session: Session | None = None
+    keyed: crud.KeyedRequest | None = None
+    kept: bool = False
 
     def keep(self, response: Response) -> Response:
         """Keep `response` with the key (if the request has one); return it."""
@@ -174,11 +176,8 @@ def _kept(response: Response) -> crud.KeptAnswer:
 async def _replay(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, Replay)
     kept = exc.answer
-    headers = {REPLAYED_HEADER: "true"}
-    if kept.location is not None:
-        headers["Location"] = kept.location
-    if kept.etag is not None:
-        headers["ETag"] = kept.etag
+    given = {REPLAYED_HEADER: "true", "Location": kept.location, "ETag": kept.etag}
+    headers = {name: value for name, value in given.items() if value is not None}
     # Every answer of this API is JSON: a resource below 400, a problem from 400 on.
     media_type = PROBLEM_MEDIA_TYPE if kept.status >= 400 else "application/json"
     return Response(kept.body, status_code=kept.status, headers=headers, media_type=media_type)

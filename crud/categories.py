@@ -1,6 +1,6 @@
 """Every query on `categories`, written as `crud.products` writes them."""
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,7 @@ RESOURCE = shared.Resource(
     not_found=CategoryNotFound,
     sortable={field: getattr(Category, field) for field in CATEGORY_SORTABLE_FIELDS},
 )
+sort_keys = RESOURCE.sort_keys
 
 
 @dataclass(frozen=True)
@@ -47,10 +48,6 @@ def list_categories(
     return shared.list_page(
         session, select(Category), of=Category, where=filters.where(), paging=paging
     )
-
-
-def sort_keys(requested: Sequence[tuple[str, bool]]) -> list[shared.SortKey]:
-    return shared.sort_keys(RESOURCE, requested)
 
 
 def create_category(session: Session, *, values: Mapping[str, Any]) -> Category:

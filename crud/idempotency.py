@@ -66,13 +66,7 @@ def claim(session: Session, request: KeyedRequest, *, now: datetime, ttl: timede
         "expires_at": now + ttl,
     }
     if session.get_bind().dialect.name == "postgresql":
-        row = select(
-            literal(request.caller, KEYS.c.caller.type),
-            literal(request.key, KEYS.c.key.type),
-            literal(request.fingerprint, KEYS.c.fingerprint.type),
-            literal(now, KEYS.c.created_at.type),
-            literal(now + ttl, KEYS.c.expires_at.type),
-        )
+        row = select(*(literal(value, KEYS.c[name].type) for name, value in values.items()))
         # Held until the transaction ends: "a request is carrying this key out".
         taken_now = row.where(func.pg_try_advisory_xact_lock(request.lock_id))
         statement: Any = postgresql.insert(KEYS).from_select(list(values), taken_now)

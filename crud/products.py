@@ -30,6 +30,7 @@ RESOURCE = shared.Resource(
     not_found=ProductNotFound,
     sortable={field: getattr(Product, field) for field in SORTABLE_FIELDS},
 )
+sort_keys = RESOURCE.sort_keys
 SKU_CONSTRAINT = "uq_products_sku"
 CATEGORY_CONSTRAINT = "fk_products_category_id_categories"
 
@@ -93,10 +94,6 @@ def list_products(
     if with_category:
         rows = rows.options(joinedload(Product.category))
     return shared.list_page(session, rows, of=Product, where=filters.where(), paging=paging)
-
-
-def sort_keys(requested: Sequence[tuple[str, bool]]) -> list[shared.SortKey]:
-    return shared.sort_keys(RESOURCE, requested)
 
 
 def create_product(session: Session, *, values: Mapping[str, Any]) -> Product:

@@ -64,6 +64,16 @@ def as_domain_error(exc: IntegrityError, model: type[Base], conflicts: Conflicts
 
 
 @dataclass(frozen=True)
+class SortKey:
+    column: InstrumentedAttribute[Any]
+    descending: bool
+
+    @property
+    def field(self) -> str:
+        return str(self.column.key)
+
+
+@dataclass(frozen=True)
 class Resource:
     """What a resource brings: its model, its error for a missing row, and the columns a
     listing may sort by (user text never reaches SQL as text)."""
@@ -71,6 +81,14 @@ class Resource:
     model: type[Base]
     not_found: type[NotFound]
     sortable: Mapping[str, InstrumentedAttribute[Any]]
+
+    def sort_keys(self, requested: Sequence[tuple[str, bool]]) -> list[SortKey]:
+        """`requested` (field, descending) pairs as sort keys, plus the `id` tie-break (in the
+        direction of the last key)."""
+        keys = [SortKey(self.sortable[field], descending) for field, descending in requested]
+        if all(key.field != "id" for key in keys):
+            keys.append(SortKey(self.sortable["id"], keys[-1].descending if keys else False))
+        return keys
 
 
 def _explain_no_match(session: Session, resource: Resource, row_id: int) -> NoReturn:
@@ -105,10 +123,10 @@ def update_one(
     model: Any = resource.model
     if not changes:
         current = session.get(model, row_id)
-        if current is None:
-            raise resource.not_found(row_id)
-        if expected_versions is not None and current.version not in expected_versions:
-            raise StaleVersion(resource.not_found.resource, row_id, current.version)
+        if current is None or (
+            expected_versions is not None and current.version not in expected_versions
+        ):
+            _explain_no_match(session, resource, row_id)
         return current
     statement = (
         _guarded(update(model), model, row_id, expected_versions)
@@ -148,25 +166,6 @@ def delete_one(
             raise in_use() from exc
     if deleted is None:
         _explain_no_match(session, resource, row_id)
-
-
-@dataclass(frozen=True)
-class SortKey:
-    column: InstrumentedAttribute[Any]
-    descending: bool
-
-    @property
-    def field(self) -> str:
-        return str(self.column.key)
-
-
-def sort_keys(resource: Resource, requested: Sequence[tuple[str, bool]]) -> list[SortKey]:
-    """`requested` (field, descending) pairs as sort keys, plus the `id` tie-break (in the
-    direction of the last key)."""
-    keys = [SortKey(resource.sortable[field], descending) for field, descending in requested]
-    if all(key.field != "id" for key in keys):
-        keys.append(SortKey(resource.sortable["id"], keys[-1].descending if keys else False))
-    return keys
 
 
 def escape_like(text: str) -> str:
