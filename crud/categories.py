@@ -13,11 +13,7 @@ from crud.errors import CategoryInUse, CategoryNotFound, DuplicateCategoryName
 from models import Category, Product
 from models.category import CATEGORY_SORTABLE_FIELDS, NAME_KEY_INDEX
 
-RESOURCE = shared.Resource(
-    Category,
-    not_found=CategoryNotFound,
-    sortable={field: getattr(Category, field) for field in CATEGORY_SORTABLE_FIELDS},
-)
+RESOURCE = shared.Resource(Category, CategoryNotFound, sortable=CATEGORY_SORTABLE_FIELDS)
 sort_keys = RESOURCE.sort_keys
 
 

@@ -25,11 +25,7 @@ from crud.errors import (
 from models import Category, Product
 from models.product import INT4_MAX, SORTABLE_FIELDS
 
-RESOURCE = shared.Resource(
-    Product,
-    not_found=ProductNotFound,
-    sortable={field: getattr(Product, field) for field in SORTABLE_FIELDS},
-)
+RESOURCE = shared.Resource(Product, not_found=ProductNotFound, sortable=SORTABLE_FIELDS)
 sort_keys = RESOURCE.sort_keys
 SKU_CONSTRAINT = "uq_products_sku"
 CATEGORY_CONSTRAINT = "fk_products_category_id_categories"

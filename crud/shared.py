@@ -65,29 +65,27 @@ def as_domain_error(exc: IntegrityError, model: type[Base], conflicts: Conflicts
 
 @dataclass(frozen=True)
 class SortKey:
+    field: str
     column: InstrumentedAttribute[Any]
     descending: bool
-
-    @property
-    def field(self) -> str:
-        return str(self.column.key)
 
 
 @dataclass(frozen=True)
 class Resource:
-    """What a resource brings: its model, its error for a missing row, and the columns a
-    listing may sort by (user text never reaches SQL as text)."""
+    """What a resource brings: its model, its error for a missing row, and the fields a
+    listing may sort by (user text never reaches SQL as text: it only picks a column)."""
 
     model: type[Base]
     not_found: type[NotFound]
-    sortable: Mapping[str, InstrumentedAttribute[Any]]
+    sortable: Collection[str]
 
     def sort_keys(self, requested: Sequence[tuple[str, bool]]) -> list[SortKey]:
         """`requested` (field, descending) pairs as sort keys, plus the `id` tie-break (in the
         direction of the last key)."""
-        keys = [SortKey(self.sortable[field], descending) for field, descending in requested]
+        columns = {field: getattr(self.model, field) for field in self.sortable}
+        keys = [SortKey(field, columns[field], descending) for field, descending in requested]
         if all(key.field != "id" for key in keys):
-            keys.append(SortKey(self.sortable["id"], keys[-1].descending if keys else False))
+            keys.append(SortKey("id", columns["id"], keys[-1].descending if keys else False))
         return keys
 
 
