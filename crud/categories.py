@@ -13,7 +13,12 @@ from crud.errors import CategoryInUse, CategoryNotFound, DuplicateCategoryName
 from models import Category, Product
 from models.category import CATEGORY_SORTABLE_FIELDS, NAME_KEY_INDEX
 
-RESOURCE = shared.Resource(Category, CategoryNotFound, sortable=CATEGORY_SORTABLE_FIELDS)
+RESOURCE = shared.Resource(
+    Category,
+    not_found=CategoryNotFound,
+    sortable=CATEGORY_SORTABLE_FIELDS,
+    conflicts={NAME_KEY_INDEX: lambda values: DuplicateCategoryName(values.get("name"))},
+)
 sort_keys = RESOURCE.sort_keys
 
 
@@ -25,10 +30,6 @@ class CategoryFilters:
         if self.q is None:
             return []
         return [Category.name.ilike(f"%{shared.escape_like(self.q)}%", escape="\\")]
-
-
-def _conflicts(values: Mapping[str, Any]) -> shared.Conflicts:
-    return {NAME_KEY_INDEX: lambda: DuplicateCategoryName(values.get("name"))}
 
 
 def get_category(session: Session, category_id: int) -> Category:
@@ -52,7 +53,7 @@ def create_category(session: Session, *, values: Mapping[str, Any]) -> Category:
     try:
         session.flush()
     except IntegrityError as exc:
-        raise shared.as_domain_error(exc, Category, _conflicts(values)) from exc
+        raise shared.as_domain_error(exc, RESOURCE, values) from exc
     return category
 
 
@@ -64,12 +65,7 @@ def update_category(
     expected_versions: Collection[int] | None = None,
 ) -> Category:
     category: Category = shared.update_one(
-        session,
-        RESOURCE,
-        category_id,
-        changes=changes,
-        expected_versions=expected_versions,
-        conflicts=_conflicts(changes),
+        session, RESOURCE, category_id, changes=changes, expected_versions=expected_versions
     )
     return category
 

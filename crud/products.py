@@ -25,10 +25,18 @@ from crud.errors import (
 from models import Category, Product
 from models.product import INT4_MAX, SORTABLE_FIELDS
 
-RESOURCE = shared.Resource(Product, not_found=ProductNotFound, sortable=SORTABLE_FIELDS)
-sort_keys = RESOURCE.sort_keys
 SKU_CONSTRAINT = "uq_products_sku"
 CATEGORY_CONSTRAINT = "fk_products_category_id_categories"
+RESOURCE = shared.Resource(
+    Product,
+    not_found=ProductNotFound,
+    sortable=SORTABLE_FIELDS,
+    conflicts={
+        SKU_CONSTRAINT: lambda values: DuplicateSku(values.get("sku")),
+        CATEGORY_CONSTRAINT: lambda values: UnknownCategory({None: values.get("category_id")}),
+    },
+)
+sort_keys = RESOURCE.sort_keys
 
 
 @dataclass(frozen=True)
@@ -63,13 +71,6 @@ class ProductFilters:
         return clauses
 
 
-def _conflicts(values: Mapping[str, Any]) -> shared.Conflicts:
-    return {
-        SKU_CONSTRAINT: lambda: DuplicateSku(values.get("sku")),
-        CATEGORY_CONSTRAINT: lambda: UnknownCategory({None: values.get("category_id")}),
-    }
-
-
 def get_product(session: Session, product_id: int, *, with_category: bool = False) -> Product:
     """One product (with its category, in the same statement); `ProductNotFound` if none."""
     options = [joinedload(Product.category)] if with_category else None
@@ -98,7 +99,7 @@ def create_product(session: Session, *, values: Mapping[str, Any]) -> Product:
     try:
         session.flush()  # the INSERT: the database assigns the id and checks the constraints
     except IntegrityError as exc:
-        raise shared.as_domain_error(exc, Product, _conflicts(values)) from exc
+        raise shared.as_domain_error(exc, RESOURCE, values) from exc
     return product
 
 
@@ -113,7 +114,7 @@ def create_products(session: Session, *, rows: Sequence[Mapping[str, Any]]) -> l
         with session.begin_nested():
             session.add_all(products)
     except IntegrityError as exc:
-        violated = shared.violated_constraint(exc, Product.__table__)  # type: ignore[arg-type]
+        violated = shared.violated_constraint(exc, Product)
         if violated == CATEGORY_CONSTRAINT:
             raise _unknown_categories(session, rows) from exc
         if violated != SKU_CONSTRAINT:
@@ -159,12 +160,7 @@ def update_product(
     expected_versions: Collection[int] | None = None,
 ) -> Product:
     product: Product = shared.update_one(
-        session,
-        RESOURCE,
-        product_id,
-        changes=changes,
-        expected_versions=expected_versions,
-        conflicts=_conflicts(changes),
+        session, RESOURCE, product_id, changes=changes, expected_versions=expected_versions
     )
     return product
 
@@ -192,7 +188,6 @@ def change_stock(
         product_id,
         changes={"quantity": Product.quantity + delta},
         expected_versions=expected_versions,
-        conflicts={},
         where=[new_quantity.between(0, INT4_MAX)],
         explain=explain,
     )
