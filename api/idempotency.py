@@ -34,7 +34,7 @@ from starlette.concurrency import run_in_threadpool
 import crud.idempotency as crud
 from api.problems import PROBLEM_MEDIA_TYPE, catalog_problem
 from config import get_settings
-from crud.errors import CatalogError, IdempotencyKeyInUse, IdempotencyKeyReused
+from crud.errors import CatalogError
 from dependencies.access import require_write_access
 from dependencies.database import SessionDep
 
@@ -113,7 +113,9 @@ async def idempotency(
     keyed = crud.KeyedRequest(caller, key, hashlib.sha256(asked).hexdigest())
     now = datetime.now(UTC)
     ttl = timedelta(seconds=get_settings().idempotency_ttl_s)
-    await run_in_threadpool(_claim, db, keyed, now=now, ttl=ttl)
+    kept = await run_in_threadpool(crud.claim_or_kept, db, keyed, now=now, ttl=ttl)
+    if kept is not None:
+        raise Replay(kept)
     claimed = Idempotency(db, keyed)
     try:
         yield claimed
@@ -126,23 +128,6 @@ async def idempotency(
         raise RuntimeError("a keyed route must return idempotency.keep(<its response>)")
     if next(_keyed_writes) % PURGE_EVERY == 0:
         await run_in_threadpool(_purge, db, now)
-
-
-def _claim(db: Session, keyed: crud.KeyedRequest, *, now: datetime, ttl: timedelta) -> None:
-    """Claim the key; `Replay` its kept answer, or refuse (409 in flight, 422 reused)."""
-    for _ in range(2):  # a second time only after an expired key made way for this request
-        if crud.claim(db, keyed, now=now, ttl=ttl):
-            return
-        found = crud.kept(db, keyed)
-        if found is None:
-            raise IdempotencyKeyInUse()
-        if found.expires_at <= now:
-            crud.forget(db, keyed)
-            continue
-        if found.fingerprint != keyed.fingerprint:
-            raise IdempotencyKeyReused()
-        raise Replay(found.answer)
-    raise IdempotencyKeyInUse()  # claimed anew, and expired, within one request: retry later
 
 
 def _keep_refusal(
