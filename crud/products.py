@@ -105,8 +105,7 @@ def create_product(session: Session, *, values: Mapping[str, Any]) -> Product:
 
 def create_products(session: Session, *, rows: Sequence[Mapping[str, Any]]) -> list[Product]:
     """Insert every row or none, in request order."""
-    repeated = _repeated_skus(rows)
-    if repeated:
+    if repeated := _repeated_skus(rows):
         raise DuplicateSkuInBatch(repeated, reason="appears more than once in this request")
     products = [Product(**row) for row in rows]
     try:
