@@ -53,7 +53,7 @@ def create_category(session: Session, *, values: Mapping[str, Any]) -> Category:
     try:
         session.flush()
     except IntegrityError as exc:
-        raise shared.as_domain_error(exc, RESOURCE, values) from exc
+        raise RESOURCE.as_domain_error(exc, values) from exc
     return category
 
 

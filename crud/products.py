@@ -99,7 +99,7 @@ def create_product(session: Session, *, values: Mapping[str, Any]) -> Product:
     try:
         session.flush()  # the INSERT: the database assigns the id and checks the constraints
     except IntegrityError as exc:
-        raise shared.as_domain_error(exc, RESOURCE, values) from exc
+        raise RESOURCE.as_domain_error(exc, values) from exc
     return product
 
 

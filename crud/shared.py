@@ -86,12 +86,9 @@ class Resource:
             keys.append(SortKey("id", columns["id"], keys[-1].descending if keys else False))
         return keys
 
-
-def as_domain_error(
-    exc: IntegrityError, resource: Resource, values: Mapping[str, Any]
-) -> Exception:
-    error = resource.conflicts.get(violated_constraint(exc, resource.model) or "")
-    return error(values) if error is not None else exc
+    def as_domain_error(self, exc: IntegrityError, values: Mapping[str, Any]) -> Exception:
+        error = self.conflicts.get(violated_constraint(exc, self.model) or "")
+        return error(values) if error is not None else exc
 
 
 def _explain_no_match(session: Session, resource: Resource, row_id: int) -> NoReturn:
@@ -140,7 +137,7 @@ def update_one(
     try:
         row = session.scalars(statement).one_or_none()
     except IntegrityError as exc:
-        raise as_domain_error(exc, resource, changes) from exc
+        raise resource.as_domain_error(exc, changes) from exc
     if row is None:
         (explain or (lambda: _explain_no_match(session, resource, row_id)))()
     return row
