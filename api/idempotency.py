@@ -67,19 +67,16 @@ class Replay(Exception):  # not an error: the kept answer, given again
 class Idempotency:
     """What a keyed route is given: `keep(response)` keeps its answer with its write."""
 
-    session: Session | None = None
+    session: Session
     keyed: crud.KeyedRequest | None = None
     kept: bool = False
 
     def keep(self, response: Response) -> Response:
         """Keep `response` with the key (if the request has one); return it."""
-        if self.session is not None and self.keyed is not None:
+        if self.keyed is not None:
             crud.keep(self.session, self.keyed, _kept(response))
             self.kept = True
         return response
-
-
-_NOT_KEYED = Idempotency()
 
 
 async def idempotency(
@@ -101,7 +98,7 @@ async def idempotency(
     The session's work runs on a worker thread, as the route's does.
     """
     if key is None:
-        yield _NOT_KEYED
+        yield Idempotency(db)
         return
     values = request.headers.getlist(KEY_HEADER)
     if len(values) != 1 or not _KEY.fullmatch(values[0]):
