@@ -22,6 +22,7 @@ import itertools
 import logging
 import re
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -33,7 +34,7 @@ from starlette.concurrency import run_in_threadpool
 import crud.idempotency as crud
 from api.problems import PROBLEM_MEDIA_TYPE, catalog_problem
 from config import get_settings
-from crud.errors import CatalogError, IdempotencyKeyInUse, IdempotencyKeyReused
+from crud.errors import CatalogError
 from dependencies.access import require_write_access
 from dependencies.database import SessionDep
 
@@ -62,22 +63,20 @@ class Replay(Exception):  # not an error: the kept answer, given again
         self.answer = answer
 
 
+@dataclass
 class Idempotency:
     """What a keyed route is given: `keep(response)` keeps its answer with its write."""
 
-    def __init__(self, session: Session | None = None, keyed: crud.KeyedRequest | None = None):
-        self.session, self.keyed = session, keyed
-        self.kept = False
+    session: Session
+    keyed: crud.KeyedRequest | None = None
+    kept: bool = False
 
     def keep(self, response: Response) -> Response:
         """Keep `response` with the key (if the request has one); return it."""
-        if self.session is not None and self.keyed is not None:
+        if self.keyed is not None:
             crud.keep(self.session, self.keyed, _kept(response))
             self.kept = True
         return response
-
-
-_NOT_KEYED = Idempotency()
 
 
 async def idempotency(
@@ -99,7 +98,7 @@ async def idempotency(
     The session's work runs on a worker thread, as the route's does.
     """
     if key is None:
-        yield _NOT_KEYED
+        yield Idempotency(db)
         return
     values = request.headers.getlist(KEY_HEADER)
     if len(values) != 1 or not _KEY.fullmatch(values[0]):
@@ -111,7 +110,9 @@ async def idempotency(
     keyed = crud.KeyedRequest(caller, key, hashlib.sha256(asked).hexdigest())
     now = datetime.now(UTC)
     ttl = timedelta(seconds=get_settings().idempotency_ttl_s)
-    await run_in_threadpool(_claim, db, keyed, now=now, ttl=ttl)
+    kept = await run_in_threadpool(crud.claim_or_kept, db, keyed, now=now, ttl=ttl)
+    if kept is not None:
+        raise Replay(kept)
     claimed = Idempotency(db, keyed)
     try:
         yield claimed
@@ -124,23 +125,6 @@ async def idempotency(
         raise RuntimeError("a keyed route must return idempotency.keep(<its response>)")
     if next(_keyed_writes) % PURGE_EVERY == 0:
         await run_in_threadpool(_purge, db, now)
-
-
-def _claim(db: Session, keyed: crud.KeyedRequest, *, now: datetime, ttl: timedelta) -> None:
-    """Claim the key; `Replay` its kept answer, or refuse (409 in flight, 422 reused)."""
-    for _ in range(2):  # a second time only after an expired key made way for this request
-        if crud.claim(db, keyed, now=now, ttl=ttl):
-            return
-        found = crud.kept(db, keyed)
-        if found is None:
-            raise IdempotencyKeyInUse()
-        if found.expires_at <= now:
-            crud.forget(db, keyed)
-            continue
-        if found.fingerprint != keyed.fingerprint:
-            raise IdempotencyKeyReused()
-        raise Replay(found.answer)
-    raise IdempotencyKeyInUse()  # claimed anew, and expired, within one request: retry later
 
 
 def _keep_refusal(
@@ -174,11 +158,8 @@ def _kept(response: Response) -> crud.KeptAnswer:
 async def _replay(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, Replay)
     kept = exc.answer
-    headers = {REPLAYED_HEADER: "true"}
-    if kept.location is not None:
-        headers["Location"] = kept.location
-    if kept.etag is not None:
-        headers["ETag"] = kept.etag
+    given = {REPLAYED_HEADER: "true", "Location": kept.location, "ETag": kept.etag}
+    headers = {name: value for name, value in given.items() if value is not None}
     # Every answer of this API is JSON: a resource below 400, a problem from 400 on.
     media_type = PROBLEM_MEDIA_TYPE if kept.status >= 400 else "application/json"
     return Response(kept.body, status_code=kept.status, headers=headers, media_type=media_type)

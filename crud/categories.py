@@ -1,6 +1,6 @@
 """Every query on `categories`, written as `crud.products` writes them."""
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,8 +16,10 @@ from models.category import CATEGORY_SORTABLE_FIELDS, NAME_KEY_INDEX
 RESOURCE = shared.Resource(
     Category,
     not_found=CategoryNotFound,
-    sortable={field: getattr(Category, field) for field in CATEGORY_SORTABLE_FIELDS},
+    sortable=CATEGORY_SORTABLE_FIELDS,
+    conflicts={NAME_KEY_INDEX: lambda values: DuplicateCategoryName(values.get("name"))},
 )
+sort_keys = RESOURCE.sort_keys
 
 
 @dataclass(frozen=True)
@@ -28,10 +30,6 @@ class CategoryFilters:
         if self.q is None:
             return []
         return [Category.name.ilike(f"%{shared.escape_like(self.q)}%", escape="\\")]
-
-
-def _conflicts(values: Mapping[str, Any]) -> shared.Conflicts:
-    return {NAME_KEY_INDEX: lambda: DuplicateCategoryName(values.get("name"))}
 
 
 def get_category(session: Session, category_id: int) -> Category:
@@ -49,17 +47,13 @@ def list_categories(
     )
 
 
-def sort_keys(requested: Sequence[tuple[str, bool]]) -> list[shared.SortKey]:
-    return shared.sort_keys(RESOURCE, requested)
-
-
 def create_category(session: Session, *, values: Mapping[str, Any]) -> Category:
     category = Category(**values)
     session.add(category)
     try:
         session.flush()
     except IntegrityError as exc:
-        raise shared.as_domain_error(exc, Category, _conflicts(values)) from exc
+        raise RESOURCE.as_domain_error(exc, values) from exc
     return category
 
 
@@ -71,12 +65,7 @@ def update_category(
     expected_versions: Collection[int] | None = None,
 ) -> Category:
     category: Category = shared.update_one(
-        session,
-        RESOURCE,
-        category_id,
-        changes=changes,
-        expected_versions=expected_versions,
-        conflicts=_conflicts(changes),
+        session, RESOURCE, category_id, changes=changes, expected_versions=expected_versions
     )
     return category
 

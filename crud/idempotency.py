@@ -22,6 +22,7 @@ from sqlalchemy import delete, func, literal, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from crud.errors import IdempotencyKeyInUse, IdempotencyKeyReused
 from models import IdempotencyKey
 
 KEYS = IdempotencyKey.metadata.tables[IdempotencyKey.__tablename__]
@@ -49,15 +50,9 @@ class KeptAnswer(NamedTuple):
     body: bytes
 
 
-class KeptKey(NamedTuple):
-    fingerprint: str
-    answer: KeptAnswer
-    expires_at: datetime
-
-
 def claim(session: Session, request: KeyedRequest, *, now: datetime, ttl: timedelta) -> bool:
     """Claim `request`'s key in the session's transaction: True if it is now this request's;
-    False if it is taken, committed (`kept`) or claimed by a transaction in flight."""
+    False if it is taken, committed or claimed by a transaction in flight."""
     values = {
         "caller": request.caller,
         "key": request.key,
@@ -66,13 +61,7 @@ def claim(session: Session, request: KeyedRequest, *, now: datetime, ttl: timede
         "expires_at": now + ttl,
     }
     if session.get_bind().dialect.name == "postgresql":
-        row = select(
-            literal(request.caller, KEYS.c.caller.type),
-            literal(request.key, KEYS.c.key.type),
-            literal(request.fingerprint, KEYS.c.fingerprint.type),
-            literal(now, KEYS.c.created_at.type),
-            literal(now + ttl, KEYS.c.expires_at.type),
-        )
+        row = select(*(literal(value, KEYS.c[name].type) for name, value in values.items()))
         # Held until the transaction ends: "a request is carrying this key out".
         taken_now = row.where(func.pg_try_advisory_xact_lock(request.lock_id))
         statement: Any = postgresql.insert(KEYS).from_select(list(values), taken_now)
@@ -82,21 +71,29 @@ def claim(session: Session, request: KeyedRequest, *, now: datetime, ttl: timede
     return session.execute(claimed).first() is not None
 
 
-def kept(session: Session, request: KeyedRequest) -> KeptKey | None:
-    columns = (KEYS.c.status, KEYS.c.location, KEYS.c.etag, KEYS.c.body)
-    found = session.execute(
-        select(KEYS.c.fingerprint, KEYS.c.expires_at, *columns).where(
-            KEYS.c.caller == request.caller, KEYS.c.key == request.key
-        )
-    ).first()
-    if found is None:
-        return None
-    fingerprint, expires_at, *answer = found
-    return KeptKey(fingerprint, KeptAnswer(*answer), expires_at)
-
-
-def forget(session: Session, request: KeyedRequest) -> None:
-    session.execute(delete(KEYS).where(KEYS.c.caller == request.caller, KEYS.c.key == request.key))
+def claim_or_kept(
+    session: Session, request: KeyedRequest, *, now: datetime, ttl: timedelta
+) -> KeptAnswer | None:
+    """Claim the key (None), or find the answer kept for this same request; refused if the key
+    is in flight (409) or was used for another request (422)."""
+    this_key = (KEYS.c.caller == request.caller, KEYS.c.key == request.key)
+    answer = (KEYS.c.status, KEYS.c.location, KEYS.c.etag, KEYS.c.body)
+    for _ in range(2):  # a second time only after an expired key made way for this request
+        if claim(session, request, now=now, ttl=ttl):
+            return None
+        found = session.execute(
+            select(KEYS.c.fingerprint, KEYS.c.expires_at, *answer).where(*this_key)
+        ).first()
+        if found is None:
+            raise IdempotencyKeyInUse()
+        fingerprint, expires_at, *kept = found
+        if expires_at <= now:
+            session.execute(delete(KEYS).where(*this_key))
+            continue
+        if fingerprint != request.fingerprint:
+            raise IdempotencyKeyReused()
+        return KeptAnswer(*kept)
+    raise IdempotencyKeyInUse()  # claimed anew, and expired, within one request: retry later
 
 
 def keep(session: Session, request: KeyedRequest, answer: KeptAnswer) -> None:

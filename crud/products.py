@@ -25,13 +25,18 @@ from crud.errors import (
 from models import Category, Product
 from models.product import INT4_MAX, SORTABLE_FIELDS
 
+SKU_CONSTRAINT = "uq_products_sku"
+CATEGORY_CONSTRAINT = "fk_products_category_id_categories"
 RESOURCE = shared.Resource(
     Product,
     not_found=ProductNotFound,
-    sortable={field: getattr(Product, field) for field in SORTABLE_FIELDS},
+    sortable=SORTABLE_FIELDS,
+    conflicts={
+        SKU_CONSTRAINT: lambda values: DuplicateSku(values.get("sku")),
+        CATEGORY_CONSTRAINT: lambda values: UnknownCategory({None: values.get("category_id")}),
+    },
 )
-SKU_CONSTRAINT = "uq_products_sku"
-CATEGORY_CONSTRAINT = "fk_products_category_id_categories"
+sort_keys = RESOURCE.sort_keys
 
 
 @dataclass(frozen=True)
@@ -66,13 +71,6 @@ class ProductFilters:
         return clauses
 
 
-def _conflicts(values: Mapping[str, Any]) -> shared.Conflicts:
-    return {
-        SKU_CONSTRAINT: lambda: DuplicateSku(values.get("sku")),
-        CATEGORY_CONSTRAINT: lambda: UnknownCategory({None: values.get("category_id")}),
-    }
-
-
 def get_product(session: Session, product_id: int, *, with_category: bool = False) -> Product:
     """One product (with its category, in the same statement); `ProductNotFound` if none."""
     options = [joinedload(Product.category)] if with_category else None
@@ -95,24 +93,19 @@ def list_products(
     return shared.list_page(session, rows, of=Product, where=filters.where(), paging=paging)
 
 
-def sort_keys(requested: Sequence[tuple[str, bool]]) -> list[shared.SortKey]:
-    return shared.sort_keys(RESOURCE, requested)
-
-
 def create_product(session: Session, *, values: Mapping[str, Any]) -> Product:
     product = Product(**values)
     session.add(product)
     try:
         session.flush()  # the INSERT: the database assigns the id and checks the constraints
     except IntegrityError as exc:
-        raise shared.as_domain_error(exc, Product, _conflicts(values)) from exc
+        raise RESOURCE.as_domain_error(exc, values) from exc
     return product
 
 
 def create_products(session: Session, *, rows: Sequence[Mapping[str, Any]]) -> list[Product]:
     """Insert every row or none, in request order."""
-    repeated = _repeated_skus(rows)
-    if repeated:
+    if repeated := _repeated_skus(rows):
         raise DuplicateSkuInBatch(repeated, reason="appears more than once in this request")
     products = [Product(**row) for row in rows]
     try:
@@ -120,7 +113,7 @@ def create_products(session: Session, *, rows: Sequence[Mapping[str, Any]]) -> l
         with session.begin_nested():
             session.add_all(products)
     except IntegrityError as exc:
-        violated = shared.violated_constraint(exc, Product.__table__)  # type: ignore[arg-type]
+        violated = shared.violated_constraint(exc, Product)
         if violated == CATEGORY_CONSTRAINT:
             raise _unknown_categories(session, rows) from exc
         if violated != SKU_CONSTRAINT:
@@ -166,12 +159,7 @@ def update_product(
     expected_versions: Collection[int] | None = None,
 ) -> Product:
     product: Product = shared.update_one(
-        session,
-        RESOURCE,
-        product_id,
-        changes=changes,
-        expected_versions=expected_versions,
-        conflicts=_conflicts(changes),
+        session, RESOURCE, product_id, changes=changes, expected_versions=expected_versions
     )
     return product
 
@@ -199,7 +187,6 @@ def change_stock(
         product_id,
         changes={"quantity": Product.quantity + delta},
         expected_versions=expected_versions,
-        conflicts={},
         where=[new_quantity.between(0, INT4_MAX)],
         explain=explain,
     )

@@ -8,7 +8,6 @@ from typing import Any, NoReturn
 from sqlalchemy import (
     ColumnElement,
     Select,
-    Table,
     and_,
     delete,
     func,
@@ -24,17 +23,19 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from crud.errors import CatalogError, NotFound, StaleVersion
 from models.base import Base
 
-# A resource's constraints by name, each with the domain error its violation means.
-Conflicts = Mapping[str, Callable[[], CatalogError]]
+# A resource's constraints by name, each making the domain error that its violation by a write
+# of these values means.
+Conflicts = Mapping[str, Callable[[Mapping[str, Any]], CatalogError]]
 
 
-def violated_constraint(exc: IntegrityError, table: Table) -> str | None:
-    """The name of the constraint that refused a write on `table`.
+def violated_constraint(exc: IntegrityError, model: type[Base]) -> str | None:
+    """The name of the constraint that refused a write on `model`'s table.
 
     PostgreSQL names it. SQLite names the columns ("UNIQUE constraint failed: products.sku") or
     the unique index ("... failed: index 'uq_...'"), and no foreign key at all: it is then the
-    one foreign key between `table` and another table (its own, or one naming it), if only one.
+    one foreign key between the table and another (its own, or one naming it), if only one.
     """
+    table = model.metadata.tables[model.__tablename__]
     named = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
     if named:
         return str(named)
@@ -58,19 +59,36 @@ def violated_constraint(exc: IntegrityError, table: Table) -> str | None:
     return None
 
 
-def as_domain_error(exc: IntegrityError, model: type[Base], conflicts: Conflicts) -> Exception:
-    error = conflicts.get(violated_constraint(exc, model.__table__) or "")  # type: ignore[arg-type]
-    return error() if error is not None else exc
+@dataclass(frozen=True)
+class SortKey:
+    field: str
+    column: InstrumentedAttribute[Any]
+    descending: bool
 
 
 @dataclass(frozen=True)
 class Resource:
-    """What a resource brings: its model, its error for a missing row, and the columns a
-    listing may sort by (user text never reaches SQL as text)."""
+    """What a resource brings: its model, its error for a missing row, the fields a listing
+    may sort by (user text never reaches SQL as text: it only picks a column), and what its
+    constraints' violations mean."""
 
     model: type[Base]
     not_found: type[NotFound]
-    sortable: Mapping[str, InstrumentedAttribute[Any]]
+    sortable: Collection[str]
+    conflicts: Conflicts
+
+    def sort_keys(self, requested: Sequence[tuple[str, bool]]) -> list[SortKey]:
+        """`requested` (field, descending) pairs as sort keys, plus the `id` tie-break (in the
+        direction of the last key)."""
+        columns = {field: getattr(self.model, field) for field in self.sortable}
+        keys = [SortKey(field, columns[field], descending) for field, descending in requested]
+        if all(key.field != "id" for key in keys):
+            keys.append(SortKey("id", columns["id"], keys[-1].descending if keys else False))
+        return keys
+
+    def as_domain_error(self, exc: IntegrityError, values: Mapping[str, Any]) -> Exception:
+        error = self.conflicts.get(violated_constraint(exc, self.model) or "")
+        return error(values) if error is not None else exc
 
 
 def _explain_no_match(session: Session, resource: Resource, row_id: int) -> NoReturn:
@@ -94,7 +112,6 @@ def update_one(
     *,
     changes: Mapping[str, Any],
     expected_versions: Collection[int] | None,
-    conflicts: Conflicts,
     where: Sequence[ColumnElement[bool]] = (),
     explain: Callable[[], NoReturn] | None = None,
 ) -> Any:
@@ -105,10 +122,10 @@ def update_one(
     model: Any = resource.model
     if not changes:
         current = session.get(model, row_id)
-        if current is None:
-            raise resource.not_found(row_id)
-        if expected_versions is not None and current.version not in expected_versions:
-            raise StaleVersion(resource.not_found.resource, row_id, current.version)
+        if current is None or (
+            expected_versions is not None and current.version not in expected_versions
+        ):
+            _explain_no_match(session, resource, row_id)
         return current
     statement = (
         _guarded(update(model), model, row_id, expected_versions)
@@ -120,7 +137,7 @@ def update_one(
     try:
         row = session.scalars(statement).one_or_none()
     except IntegrityError as exc:
-        raise as_domain_error(exc, model, conflicts) from exc
+        raise resource.as_domain_error(exc, changes) from exc
     if row is None:
         (explain or (lambda: _explain_no_match(session, resource, row_id)))()
     return row
@@ -148,25 +165,6 @@ def delete_one(
             raise in_use() from exc
     if deleted is None:
         _explain_no_match(session, resource, row_id)
-
-
-@dataclass(frozen=True)
-class SortKey:
-    column: InstrumentedAttribute[Any]
-    descending: bool
-
-    @property
-    def field(self) -> str:
-        return str(self.column.key)
-
-
-def sort_keys(resource: Resource, requested: Sequence[tuple[str, bool]]) -> list[SortKey]:
-    """`requested` (field, descending) pairs as sort keys, plus the `id` tie-break (in the
-    direction of the last key)."""
-    keys = [SortKey(resource.sortable[field], descending) for field, descending in requested]
-    if all(key.field != "id" for key in keys):
-        keys.append(SortKey(resource.sortable["id"], keys[-1].descending if keys else False))
-    return keys
 
 
 def escape_like(text: str) -> str:

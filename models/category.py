@@ -7,7 +7,6 @@ from models.base import Base
 from models.columns import CreatedAt, UpdatedAt, Version
 from models.product import DESCRIPTION_MAX_LENGTH, NAME_MAX_LENGTH
 
-# The orders a category listing may be sorted in.
 CATEGORY_SORTABLE_FIELDS = ("id", "name", "created_at", "updated_at")
 NAME_KEY_INDEX = "uq_categories_lower_name"
 

@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated
 
 from sqlalchemy import DateTime, Dialect, func
 from sqlalchemy.engine.default import DefaultExecutionContext
@@ -16,16 +16,12 @@ class _UTCDateTime(TypeDecorator[datetime]):
 
     impl = DateTime
     cache_ok = True
+    python_type = datetime  # TypeDecorator's own is `object`: api.pagination reads this one
 
-    @property
-    def python_type(self) -> type[datetime]:
-        return datetime
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        moment: datetime = value
-        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _created_at(context: DefaultExecutionContext) -> datetime:

@@ -9,16 +9,13 @@ from sqlalchemy.orm import Mapped, mapped_column
 from models.base import Base
 from models.columns import UTCDateTime
 
-CALLER_LENGTH = 64  # a SHA-256 digest in hex
-KEY_MAX_LENGTH = 255  # the contract's (and Stripe's) limit
-
 
 class IdempotencyKey(Base):
     __tablename__ = "idempotency_keys"
 
     # The primary key is the lookup: unique per caller, so callers never share a key.
-    caller: Mapped[str] = mapped_column(String(CALLER_LENGTH), primary_key=True)
-    key: Mapped[str] = mapped_column(String(KEY_MAX_LENGTH), primary_key=True)
+    caller: Mapped[str] = mapped_column(String(64), primary_key=True)  # a SHA-256 digest, hex
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)  # the contract's limit
     # SHA-256 of the request's method, path and body: a retry must send the same request.
     fingerprint: Mapped[str] = mapped_column(String(64))
     # The answer: None only inside the transaction that claimed the key, never once committed.

@@ -15,7 +15,6 @@ if TYPE_CHECKING:
 SKU_MAX_LENGTH = 64
 NAME_MAX_LENGTH = 100
 DESCRIPTION_MAX_LENGTH = 500
-PRICE_PRECISION, PRICE_SCALE = 10, 2
 INT4_MAX = 2_147_483_647  # `quantity`, `version` and the ids are 4-byte integers
 # The orders a listing may be sorted in: each is served by an index below.
 SORTABLE_FIELDS = ("id", "name", "price", "quantity", "created_at", "updated_at")
@@ -28,25 +27,21 @@ class Product(Base):
         Index("ix_products_name_price", "name", "price"),
         # One (key, id) B-tree per sort order: a page at any cursor depth is an index range
         # scan (`name`: the guide's index, then an incremental sort on id; bench/README.md).
-        Index("ix_products_price_id", "price", "id"),
-        Index("ix_products_quantity_id", "quantity", "id"),
-        Index("ix_products_created_at_id", "created_at", "id"),
-        Index("ix_products_updated_at_id", "updated_at", "id"),
         # `category_id = N` in id order, and the foreign key's lookup when a category goes.
-        Index("ix_products_category_id_id", "category_id", "id"),
+        *(
+            Index(f"ix_products_{key}_id", key, "id")
+            for key in ("price", "quantity", "created_at", "updated_at", "category_id")
+        ),
         # `q` (ILIKE '%text%') on PostgreSQL: trigram GIN indexes; SQLite scans instead.
-        Index(
-            "ix_products_name_trgm",
-            "name",
-            postgresql_using="gin",
-            postgresql_ops={"name": "gin_trgm_ops"},
-        ).ddl_if(dialect="postgresql"),
-        Index(
-            "ix_products_description_trgm",
-            "description",
-            postgresql_using="gin",
-            postgresql_ops={"description": "gin_trgm_ops"},
-        ).ddl_if(dialect="postgresql"),
+        *(
+            Index(
+                f"ix_products_{column}_trgm",
+                column,
+                postgresql_using="gin",
+                postgresql_ops={column: "gin_trgm_ops"},
+            ).ddl_if(dialect="postgresql")
+            for column in ("name", "description")
+        ),
         # The API validates these first; the database keeps them true whatever the client.
         CheckConstraint("price > 0", name="price_positive"),
         CheckConstraint("quantity >= 0", name="quantity_not_negative"),
@@ -57,7 +52,7 @@ class Product(Base):
     sku: Mapped[str | None] = mapped_column(String(SKU_MAX_LENGTH), unique=True)
     name: Mapped[str] = mapped_column(String(NAME_MAX_LENGTH), index=True)
     description: Mapped[str | None] = mapped_column(String(DESCRIPTION_MAX_LENGTH))
-    price: Mapped[Decimal] = mapped_column(Numeric(PRICE_PRECISION, PRICE_SCALE))
+    price: Mapped[Decimal] = mapped_column(Numeric(10, 2))
     quantity: Mapped[int] = mapped_column(default=0, server_default="0")
     created_at: Mapped[CreatedAt]
     updated_at: Mapped[UpdatedAt]
