@@ -359,8 +359,11 @@ def test_a_read_whose_client_left_stops_waiting_within_the_statement_timeout(
             connection.execute(text("LOCK TABLE products IN ACCESS EXCLUSIVE MODE"))
             for _ in range(2):
                 _hang_up_after_sending(service, request)
-            time.sleep(0.3)
-            holding = _checked_out(client)
+            # Until both reads wait (a busy machine may take a while to start the second), and
+            # well before the first could reach its bound.
+            started = time.monotonic() + STATEMENT_TIMEOUT_MS / 1000 / 2
+            while (holding := _checked_out(client)) < 2 and time.monotonic() < started:
+                time.sleep(0.05)
             # Reads take no row locks: a read is bounded by the statement timeout (client-side).
             time.sleep(STATEMENT_TIMEOUT_MS / 1000 + 1)
             after_the_bound = _checked_out(client)
