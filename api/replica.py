@@ -98,9 +98,11 @@ class ReplicaMiddleware:
     failed part-way (`ReplicaFailed`) is answered again, from the primary.
 
     The token is the primary's WAL position asked for once the route has returned, so after the
-    write's commit (the session dependency commits before the answer is sent); when the primary
-    cannot answer, the committed write goes without one. A `GET` or `HEAD` may run again: it has
-    no body, changes nothing, and nothing of the first attempt was sent.
+    write's commit (the session dependency commits before the answer is sent); replays get a
+    fresh token, which is past the kept write too. When the primary cannot answer, the committed
+    write goes without one (a read sees it once the replica has it, or DB_REPLICA_MAX_LAG_S
+    later at most). A `GET` or `HEAD` may run again: it has no body, changes nothing, and
+    nothing of the first attempt was sent (the error left the route before any answer).
     """
 
     def __init__(self, app: ASGIApp) -> None:

@@ -122,10 +122,12 @@ def update_one(
     model: Any = resource.model
     if not changes:
         current = session.get(model, row_id)
-        if current is None or (
-            expected_versions is not None and current.version not in expected_versions
-        ):
-            _explain_no_match(session, resource, row_id)
+        # Judged on the row just read: a second read could see a later version than the one
+        # compared, and say so in the 412.
+        if current is None:
+            raise resource.not_found(row_id)
+        if expected_versions is not None and current.version not in expected_versions:
+            raise StaleVersion(resource.not_found.resource, row_id, current.version)
         return current
     statement = (
         _guarded(update(model), model, row_id, expected_versions)

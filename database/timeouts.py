@@ -5,7 +5,8 @@ disk, a paused machine, a hung pooler), nor bounds a read of the autocommit engi
 not answered within DB_STATEMENT_TIMEOUT_MS, a write's statement not answered GRACE_S after its
 own `statement_timeout` (database/engine.py), or a connection not made within
 DB_CONNECT_TIMEOUT, is given up: psycopg2 closes the connection, the pool drops it, and the
-request gets a 503 (docs/design.md, "Per-transaction settings", says why no cancel request).
+request gets a 503. No cancel request is sent: libpq waits for the server to read it, which a
+frozen server never does, and psycopg2 holds the GIL meanwhile (the whole worker would stop).
 The mechanism is psycopg2's documented wait callback, waiting as `psycopg2.extras.wait_select`
 does, with a deadline. It is process-wide, so `main.lifespan` installs it while the app serves
 (`waiting_with_deadlines`); Alembic and scripts run psycopg2 as it runs by itself.
@@ -23,7 +24,8 @@ from psycopg2.extensions import POLL_OK, POLL_READ, POLL_WRITE, STATUS_SETUP
 
 from config import Settings
 
-# Past a write transaction's own statement_timeout: time for the server's cancel to arrive.
+# Past a write transaction's own statement_timeout: time for the server's cancel to arrive, so
+# that a server that is merely slow cancels first (57014) and the connection stays.
 GRACE_S = 2.0
 
 _EVENTS = {POLL_READ: select.POLLIN, POLL_WRITE: select.POLLOUT}

@@ -127,12 +127,12 @@ CategoryId = Annotated[
 _TOO_MANY_FIELDS = ("too_many_fields", f"More than {MAX_UNKNOWN_FIELDS} unknown fields")
 
 
-class RequestBody(BaseModel):
+class _ClosedObject(BaseModel):
     """A request body object whose unknown fields are errors: a few are listed, many refused."""
 
     model_config = ConfigDict(extra="forbid")
-    # Fields a client may send back from what it read (the server owns them): accepted, ignored.
-    ignored: ClassVar[frozenset[str]] = frozenset({"id", "version", "created_at", "updated_at"})
+    # Fields a client may send back from what it read: accepted, and ignored.
+    ignored: ClassVar[frozenset[str]] = frozenset()
 
     @model_validator(mode="before")
     @classmethod
@@ -150,6 +150,12 @@ class RequestBody(BaseModel):
                     raise PydanticCustomError(*_TOO_MANY_FIELDS)
             kept[field] = value
         return kept
+
+
+class RequestBody(_ClosedObject):
+    """Every create and update body: read-only fields are ignored (the server owns them)."""
+
+    ignored = frozenset({"id", "version", "created_at", "updated_at"})
 
 
 _EXAMPLE: dict[str, Any] = {
@@ -252,9 +258,8 @@ def _reject_zero(value: int) -> int:
     return value
 
 
-class StockChange(RequestBody):
+class StockChange(_ClosedObject):
     model_config = ConfigDict(json_schema_extra={"examples": [{"delta": -1}]})
-    ignored = frozenset()  # not a resource: `id` or `version` here is an unknown field
 
     delta: Annotated[
         int,

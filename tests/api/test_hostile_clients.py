@@ -361,8 +361,8 @@ def test_a_read_whose_client_left_stops_waiting_within_the_statement_timeout(
                 _hang_up_after_sending(service, request)
             # Until both reads wait (a busy machine may take a while to start the second), and
             # well before the first could reach its bound.
-            started = time.monotonic() + STATEMENT_TIMEOUT_MS / 1000 / 2
-            while (holding := _checked_out(client)) < 2 and time.monotonic() < started:
+            deadline = time.monotonic() + STATEMENT_TIMEOUT_MS / 1000 / 2
+            while (holding := _checked_out(client)) < 2 and time.monotonic() < deadline:
                 time.sleep(0.05)
             # Reads take no row locks: a read is bounded by the statement timeout (client-side).
             time.sleep(STATEMENT_TIMEOUT_MS / 1000 + 1)

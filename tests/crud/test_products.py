@@ -1,9 +1,10 @@
 """crud.products on its own: commits, domain errors, and a session still usable after them."""
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from crud import products as crud
@@ -62,6 +63,29 @@ def test_update_with_stale_version_raises_and_changes_nothing(db: Session) -> No
 
     assert raised.value.extra == {"current_version": 2}
     assert crud.get_product(db, product.id).quantity == 3
+
+
+def test_an_update_with_no_changes_is_refused_on_the_one_row_it_read(db: Session) -> None:
+    product = _create(db)
+    crud.update_product(db, product.id, changes={"quantity": 3})
+    db.expire_all()  # the row is read from the database, not the session's identity map
+    sent: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        sent.append(statement)
+
+    connection = db.connection()
+    event.listen(connection, "before_cursor_execute", record)
+    try:
+        with pytest.raises(StaleVersion) as raised:
+            crud.update_product(db, product.id, changes={}, expected_versions={1})
+    finally:
+        event.remove(connection, "before_cursor_execute", record)
+
+    # One read, and the 412 names the version that read compared (a second read could see a
+    # later one).
+    assert len(sent) == 1
+    assert raised.value.extra == {"current_version": 2}
 
 
 def test_update_of_missing_product_raises_not_found(db: Session) -> None:
