@@ -8,7 +8,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import cache, partial
+from functools import partial
 
 from fastapi import APIRouter, Response
 from prometheus_client import (
@@ -50,18 +50,10 @@ POOL_TIMEOUTS = Counter(
 )
 
 
-@cache  # one entry per series seen, as the metrics themselves keep one child per series
-def _http_series(method: str, route: str, status: int) -> tuple[Counter, Histogram]:
-    # `labels()` validates and locks on every call. Whoever removes series must also call
-    # `_http_series.cache_clear()`, or later requests count into children no longer exported.
-    return HTTP_REQUESTS.labels(method, route, status), HTTP_LATENCY.labels(method, route, status)
-
-
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:
     """Count one answered request and its duration, by method, route template and status."""
-    requests, latency = _http_series(method, route, status)
-    requests.inc()
-    latency.observe(seconds)
+    HTTP_REQUESTS.labels(method, route, status).inc()
+    HTTP_LATENCY.labels(method, route, status).observe(seconds)
 
 
 # Each pool gauge: its help text and how it reads a pool.
