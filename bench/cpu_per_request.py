@@ -168,8 +168,8 @@ def main() -> None:
             check=True,
         ).stdout.split(maxsplit=1)
         figures.append(float(output[0]))
-        statuses = output[1].strip()
-        print(f"{args.app} {args.kind}: {output[0]} ms CPU per request, statuses {statuses}")
+        printed = output[1].strip()  # the child's status counts, as it printed them
+        print(f"{args.app} {args.kind}: {output[0]} ms CPU per request, statuses {printed}")
     if args.runs > 1:
         print(f"min {min(figures):.3f}, median {statistics.median(figures):.3f} ms")
 

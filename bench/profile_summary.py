@@ -57,8 +57,8 @@ def main() -> None:
             stack, samples = line.rsplit(" ", 1)
             shares[group(stack.split(";")[-1])] += int(samples)
     total = sum(shares.values())
-    for name, samples in shares.most_common():
-        print(f"{100 * samples / total:5.1f}%  {name}")
+    for name, count in shares.most_common():
+        print(f"{100 * count / total:5.1f}%  {name}")
 
 
 if __name__ == "__main__":

@@ -202,7 +202,9 @@ def list_products(
             cur.execute(f"SELECT {source} ORDER BY p.id OFFSET %s LIMIT %s", (skip, limit + 1))
             rows = cur.fetchall()
             cur.execute("SELECT count(*) FROM products")
-            total = cur.fetchone()[0]
+            count_row = cur.fetchone()
+            assert count_row is not None  # count(*) always returns one row
+            total = count_row[0]
         else:  # one statement: the page and its total from one snapshot
             count = "(SELECT count(*) FROM products)"
             cur.execute(f"SELECT {count}, {source} ORDER BY p.id LIMIT %s", [limit + 1])
@@ -285,6 +287,7 @@ def create_product(
             with cursor(transaction=True) as cur:
                 cur.execute(INSERT, payload.model_dump())
                 row = cur.fetchone()
+                assert row is not None  # INSERT ... RETURNING: one row, or an exception
         except UniqueViolation:
             return _problem(409, "Conflict")
         return _one(row, 201, Location=f"/products/{row[0]}")
@@ -294,6 +297,7 @@ def create_product(
         with cursor(transaction=True) as cur:
             cur.execute(CLAIM + INSERT, {**payload.model_dump(), **claim})
             row = cur.fetchone()
+            assert row is not None  # INSERT ... RETURNING: one row, or an exception
             response = _one(row, 201, Location=f"/products/{row[0]}")
             cur.execute(KEEP, _kept(response, claim))
         return response
