@@ -103,6 +103,7 @@ FilterPrice = Annotated[
 
 
 Expand = Literal["category"]
+EXPAND_DESCRIPTION = "`category`: embed each product's category as `{id, name}` (or null)."
 
 
 class ProductQuery(ListQuery):
@@ -125,10 +126,7 @@ class ProductQuery(ListQuery):
     category_id: int | None = Field(
         default=None, ge=1, le=INT4_MAX, description="Only the products of this category."
     )
-    expand: Expand | None = Field(
-        default=None,
-        description="`category`: embed each product's category as `{id, name}` (or null).",
-    )
+    expand: Expand | None = Field(default=None, description=EXPAND_DESCRIPTION)
 
     @model_validator(mode="after")
     def _price_range(self) -> Self:

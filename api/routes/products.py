@@ -14,7 +14,7 @@ from dependencies.conditional import IfMatch, IfNoneMatch
 from dependencies.database import ReadSessionDep, SessionDep
 from dependencies.writes import JSON_WRITE, WRITE
 from models.product import INT4_MAX
-from schemas.listing import Expand, ProductQuery
+from schemas.listing import EXPAND_DESCRIPTION, Expand, ProductQuery
 from schemas.product import (
     ProductBatch,
     ProductCreate,
@@ -30,10 +30,7 @@ CONFLICT = {409: "Conflict: the sku is taken, or the stock would go outside its 
 UPDATE_RESPONSES = openapi.update_responses("product", CONFLICT)
 
 ProductId = Annotated[int, Path(ge=1, le=INT4_MAX, description="The product's id.")]
-ExpandParameter = Annotated[
-    Expand | None,
-    Query(description="`category`: embed each product's category as `{id, name}` (or null)."),
-]
+ExpandParameter = Annotated[Expand | None, Query(description=EXPAND_DESCRIPTION)]
 # Answers are written from `ProductFields`, or `ProductRead` with `expand=category`.
 _product_list = TypeAdapter(list[ProductFields])
 _expanded_list = TypeAdapter(list[ProductRead])
