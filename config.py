@@ -16,7 +16,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 PROJECT_DIR = Path(__file__).resolve().parent
 # Request headers, in all (the contract). The production server (server.py) stops reading a
-# head past this; RequestHeadMiddleware refuses one that a development server let through.
+# head past this; api/limits.py refuses one that a development server let through.
 MAX_HEADER_BYTES = 64 * 1024
 DEFAULT_DATABASE_URL = f"sqlite:///{PROJECT_DIR / 'catalog.db'}"
 

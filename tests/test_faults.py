@@ -1,5 +1,5 @@
-"""Faults, for real: the service as a uvicorn process against a private PostgreSQL cluster that
-the tests stop, restart, and kill connections of. Nothing is mocked.
+"""Faults, for real: the service as shipped (`python main.py`) against a private PostgreSQL
+cluster that the tests stop, restart, and kill connections of. Nothing is mocked.
 
 Bound on an outage answer: DB_POOL_TIMEOUT + DB_CONNECT_TIMEOUT (2 s + 2 s here) + 1.5 s slack.
 """

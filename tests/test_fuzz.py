@@ -1,7 +1,8 @@
 """Schemathesis against the live service: every check, hundreds of examples per operation.
 
-The service runs as a real uvicorn process with API keys on (so the authentication checks have
-something to check) against this run's database: a SQLite file, or a fresh PostgreSQL database.
+The service runs as shipped (`python main.py`), with API keys on (so the authentication checks
+have something to check), against this run's database: a SQLite file, or a fresh PostgreSQL
+database.
 The allowances in schemathesis.toml are the only configuration; the seed is fixed.
 """
 
