@@ -14,6 +14,7 @@ from sqlalchemy.pool import StaticPool
 
 from config import Settings, get_settings
 from database.synchronous_commit import ConfirmedCommitConnection
+from database.timeouts import connect_host_by_host
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -74,6 +75,8 @@ def build_engine(database_url: str, settings: Settings, *, autocommit: bool = Fa
             "connection_factory": ConfirmedCommitConnection,
         },
     )
+    if "," in str(url.query.get("host", "")):  # a libpq host list (config.py): failover
+        event.listen(engine, "do_connect", connect_host_by_host)
     if not autocommit:
         # `SET LOCAL` as each write transaction begins, so the limits hold through PgBouncer
         # (docs/design.md, "Per-transaction settings"); database/timeouts.py bounds the reads.

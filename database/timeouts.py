@@ -56,6 +56,29 @@ def wait_with_deadline(connection: Any, *, statement_s: float | None, connect_s:
             raise psycopg2.OperationalError(f"timeout expired after {limit:g} s {what}")
 
 
+def connect_host_by_host(dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+    """SQLAlchemy's `do_connect` event for a URL that lists several hosts (failover): each host
+    in turn, as libpq would, each on a deadline of its own.
+
+    With the wait callback, libpq connects asynchronously and leaves `connect_timeout` to the
+    caller (libpq's docs, `PQconnectPoll`), so one deadline would cover the whole list: a first
+    host that never answers (a machine gone, its packets dropped) would use all of it, and the
+    next host would never be tried.
+    """
+    hosts = cparams["host"].split(",")
+    ports = str(cparams.get("port", "")).split(",")  # one port for all, or one per host
+    errors = []
+    for host, port in zip(hosts, ports * len(hosts) if len(ports) == 1 else ports, strict=True):
+        params = {**cparams, "host": host, "port": port}
+        if not port:
+            del params["port"]  # libpq's default
+        try:
+            return dialect.connect(*cargs, **params)
+        except psycopg2.OperationalError as exc:
+            errors.append(f"{host}: {str(exc).strip()}")
+    raise psycopg2.OperationalError("; ".join(errors))
+
+
 @contextmanager
 def waiting_with_deadlines(settings: Settings) -> Iterator[None]:
     """While the block runs, every psycopg2 call of this process waits with a deadline."""

@@ -1,16 +1,21 @@
 """The engines as the service builds them: live connections, UTC, lock and statement limits."""
 
+import contextlib
+import socket
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Connection, Engine, delete, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 import crud.products as crud
-from config import Settings
+from config import Settings, normalize_database_url
 from database.engine import build_engine
 from database.synchronous_commit import StandbyUnconfirmed
 from database.timeouts import waiting_with_deadlines
@@ -206,3 +211,69 @@ def test_a_commit_the_synchronous_standby_did_not_confirm_fails(pool_of_one: Eng
     assert isinstance(raised.value.orig, StandbyUnconfirmed)
     assert not raised.value.connection_invalidated  # the connection stays in the pool
     assert committed == 1  # on the primary: the write's fate is unknown to the client
+
+
+@contextmanager
+def _hung_host() -> Iterator[str]:
+    """`127.0.0.1:<port>` of a server that accepts connections and never says a word, as a
+    machine that is gone looks to a client whose packets are dropped."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                accepted.append(listener.accept()[0])
+
+    acceptor = threading.Thread(target=accept)
+    acceptor.start()
+    try:
+        yield f"127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        acceptor.join()
+        for connection in accepted:
+            connection.close()
+        listener.close()
+
+
+def _host_list_url(database_url: str, *hosts: str) -> str:
+    """`database_url` in libpq's multi-host form, as an operator writes it for failover."""
+    url = make_url(database_url)
+    host_list = ",".join(hosts)
+    return normalize_database_url(f"postgresql://{url.username}@{host_list}/{url.database}")
+
+
+def test_a_host_list_moves_past_a_host_that_never_answers(database_url: str) -> None:
+    url = make_url(database_url)
+    with _hung_host() as hung:
+        failover_url = _host_list_url(database_url, hung, f"{url.host}:{url.port or 5432}")
+        settings = Settings(database_url=failover_url, db_connect_timeout=2)
+        engine = build_engine(failover_url, settings)
+        started = time.monotonic()
+        with waiting_with_deadlines(settings), engine.connect() as connection:
+            answer = connection.execute(text("SELECT 1")).scalar_one()
+        elapsed = time.monotonic() - started
+        engine.dispose()
+
+    assert answer == 1
+    assert 2 <= elapsed < 2 + 1.5  # the first host's own deadline, then the second host
+
+
+def test_a_host_list_of_hosts_that_never_answer_names_each(database_url: str) -> None:
+    with _hung_host() as first, _hung_host() as second:
+        failover_url = _host_list_url(database_url, first, second)
+        settings = Settings(database_url=failover_url, db_connect_timeout=2)
+        engine = build_engine(failover_url, settings)
+        with (
+            waiting_with_deadlines(settings),
+            pytest.raises(OperationalError) as raised,
+            engine.connect(),
+        ):
+            pass
+        engine.dispose()
+
+    message = str(raised.value.orig)
+    assert message.count("timeout expired after 2 s connecting") == 2, message
