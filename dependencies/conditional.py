@@ -3,12 +3,13 @@
 import re
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException
+from fastapi import Depends, Header, HTTPException, Request
 
 _VERSION_MAX = 2_147_483_647  # the `version` column is a 4-byte integer
-# A tag of ours: a version's digits, at most as many as the largest version has (a longer one
-# never reaches int(), which refuses more than 4,300 digits).
-_VERSION_TAG = re.compile(r"[0-9]{1,10}")
+# A tag of ours: a version's digits as its ETag writes them, so no leading zero (entity tags
+# compare character by character: `"01"` is not `"1"`), and at most as many as the largest
+# version has (a longer one never reaches int(), which refuses more than 4,300 digits).
+_VERSION_TAG = re.compile(r"[1-9][0-9]{0,9}")
 # A longer list is refused (400) before any work, so that one header cannot keep the event loop
 # busy (docs/api.md, "Limits").
 MAX_ENTITY_TAGS = 100
@@ -54,7 +55,14 @@ def _versions(header: str, *, weak: bool, name: str) -> frozenset[int]:
     return frozenset(versions)
 
 
+def _all_lines(request: Request, name: str) -> str:
+    # A list header sent on several lines is one list (RFC 9110 §5.3); FastAPI's `Header`
+    # hands over the first line only.
+    return ", ".join(request.headers.getlist(name))
+
+
 async def if_match_versions(
+    request: Request,
     if_match: Annotated[
         str | None,
         Header(
@@ -64,12 +72,14 @@ async def if_match_versions(
     ] = None,
 ) -> frozenset[int] | None:
     """`None` (no header, or `*`): any existing version; otherwise the versions named."""
-    if if_match is None or if_match.strip() == "*":
+    if if_match is None:
         return None
-    return _versions(if_match, weak=False, name="If-Match")
+    header = _all_lines(request, "if-match")
+    return None if header.strip() == "*" else _versions(header, weak=False, name="If-Match")
 
 
 async def if_none_match_versions(
+    request: Request,
     if_none_match: Annotated[
         str | None,
         Header(
@@ -82,9 +92,8 @@ async def if_none_match_versions(
     comparison), parsed before the resource is read: a bad list costs no database work."""
     if if_none_match is None:
         return frozenset()
-    if if_none_match.strip() == "*":
-        return None
-    return _versions(if_none_match, weak=True, name="If-None-Match")
+    header = _all_lines(request, "if-none-match")
+    return None if header.strip() == "*" else _versions(header, weak=True, name="If-None-Match")
 
 
 IfMatch = Annotated[frozenset[int] | None, Depends(if_match_versions)]

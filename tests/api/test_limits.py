@@ -162,6 +162,47 @@ def test_if_none_match_reads_a_list_of_entity_tags(
     assert response.status_code == status
 
 
+@pytest.mark.parametrize(
+    ("lines", "status"),
+    [
+        (['"7"', '"1"'], 304),  # the tag on the second line counts
+        (['"1"', "junk"], 400),  # a second line that is no entity tag is never ignored
+        (['"01"'], 200),  # entity tags compare as text: "01" is not the ETag "1"
+    ],
+)
+def test_if_none_match_on_several_lines_is_one_list(
+    client: TestClient, make_product: MakeProduct, lines: list[str], status: int
+) -> None:
+    product = make_product()
+
+    headers = [("If-None-Match", line) for line in lines]
+    response = client.get(f"/products/{product['id']}", headers=headers)
+
+    assert response.status_code == status
+
+
+@pytest.mark.parametrize(
+    ("lines", "status"),
+    [
+        (['"7"', '"1"'], 200),  # the current version is on the second line
+        (['"1"', "3"], 400),  # a second line that is no entity tag is never ignored
+        (['"001"'], 412),  # not the ETag "1", though the same number
+    ],
+)
+def test_if_match_on_several_lines_is_one_list(
+    client: TestClient, make_product: MakeProduct, lines: list[str], status: int
+) -> None:
+    product = make_product()
+
+    headers = [("If-Match", line) for line in lines]
+    response = client.patch(f"/products/{product['id']}", json={"quantity": 6}, headers=headers)
+    after = client.get(f"/products/{product['id']}").json()
+
+    assert response.status_code == status
+    assert product["quantity"] != 6
+    assert after["quantity"] == (6 if status == 200 else product["quantity"])
+
+
 def _answer_of_the_app(headers: list[tuple[bytes, bytes]], http_version: str = "1.1") -> Any:
     """Status, content type, headers and body of the app's answer to a GET /health: straight
     from the app, as a server that passes any head through (httptools) would call it."""
