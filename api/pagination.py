@@ -1,8 +1,9 @@
 """Keyset cursors and RFC 8288 `Link` headers, for every listing.
 
 A cursor holds the last row's sort values, bound by a keyed digest to the query it was made
-for: an edited or foreign cursor is a 422. Integrity, not secrecy: a forged one could only name
-another position in the same listing, as its values are type-checked and bound as parameters.
+for: an edited or foreign cursor is a 422. Integrity against mistakes, not secrecy nor forgery
+(the key is in this source): a forged one could only name another position in the same
+listing, as its values are checked and bound as parameters.
 """
 
 import base64
@@ -22,6 +23,7 @@ from pydantic import TypeAdapter
 
 from api import responses
 from crud.shared import Paging, SortKey
+from models.product import INT4_MAX
 from schemas.listing import ListQuery
 
 _KEY = b"catalog.cursor.v1"
@@ -117,11 +119,20 @@ _FROM_TEXT: dict[type, Callable[[Any], Any]] = {Decimal: Decimal, datetime: date
 
 
 def _parse(key: SortKey, value: Any) -> Any:
-    """A cursor's value back as the sort column's Python type, or TypeError/ValueError."""
+    """A cursor's value back as the sort column's Python type, or TypeError/ValueError.
+
+    Only a value a row can hold: the cursor's key is in this public source, so a client can
+    sign any values, and one no column can hold (an integer past 4 bytes, a NUL, a lone
+    surrogate) would fail in the driver rather than compare.
+    """
     python_type = key.column.type.python_type
     expected = int if python_type is int else str
     if type(value) is not expected:  # not isinstance: JSON's `true` is no int here
         raise TypeError(key.field)
+    if isinstance(value, int) and not -INT4_MAX - 1 <= value <= INT4_MAX:
+        raise ValueError(key.field)
+    if isinstance(value, str) and b"\x00" in value.encode():  # UnicodeEncodeError is a ValueError
+        raise ValueError(key.field)
     return _FROM_TEXT[python_type](value) if python_type in _FROM_TEXT else value
 
 

@@ -1,5 +1,6 @@
 """GET /products: filters, sorting, offset and keyset paging, X-Total-Count and Link."""
 
+import json
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -11,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
+from api.pagination import encode_cursor
 from models import Product
 
 MakeProduct = Callable[..., dict[str, Any]]
@@ -317,6 +319,28 @@ def test_tampered_cursor_is_422(client: TestClient, catalog: list[Product]) -> N
     tampered = cursor[:-2] + ("AA" if cursor[-2:] != "AA" else "BB")
 
     assert client.get("/products", params={"cursor": tampered}).status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("sort", "values"),
+    [
+        ("id", [2**70]),  # no 4-byte integer
+        ("quantity", [-(2**31) - 1, 1]),
+        ("name", ["\x00", 1]),  # no text column holds a NUL
+        ("name", ["\ud800", 1]),  # nor a lone surrogate
+    ],
+)
+def test_a_signed_cursor_of_values_no_row_can_hold_is_422(
+    client: TestClient, catalog: list[Product], sort: str, values: list[Any]
+) -> None:
+    # The cursors' key is in the public source: anyone can sign one. What it holds is checked.
+    canonical = {"path": "/products", "filters": {}, "sort": sort}
+    forged = encode_cursor(values, json.dumps(canonical, sort_keys=True).encode())
+
+    response = client.get("/products", params={"sort": sort, "cursor": forged})
+
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["loc"] == ["query", "cursor"]
 
 
 def test_cursor_with_skip_is_422(client: TestClient, catalog: list[Product]) -> None:
