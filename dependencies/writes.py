@@ -1,5 +1,5 @@
 """The dependencies every write route declares, in the order their answers take precedence:
-the API key first (401), then the body's media type (415)."""
+the body's size (413), the API key (401), then the body's media type (415)."""
 
 from fastapi import Depends, HTTPException, Request, Security
 
@@ -27,5 +27,13 @@ async def require_json_body(request: Request) -> None:
     )
 
 
+async def read_unused_body(request: Request) -> None:
+    """A write that takes no body (`DELETE`) still reads what was sent, as FastAPI does for
+    every other write before its dependencies run: a chunked body over the limit is then a
+    413 before anything changes (api/limits.py counts it as it is read)."""
+    await request.body()
+
+
 WRITE = [Security(require_write_access)]
 JSON_WRITE = [*WRITE, Depends(require_json_body)]
+BODILESS_WRITE = [Depends(read_unused_body), *WRITE]

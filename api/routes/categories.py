@@ -12,7 +12,7 @@ from api.pagination import page_response
 from api.routing import update_routes
 from dependencies.conditional import IfMatch, IfNoneMatch
 from dependencies.database import ReadSessionDep, SessionDep
-from dependencies.writes import JSON_WRITE, WRITE
+from dependencies.writes import BODILESS_WRITE, JSON_WRITE
 from models.product import INT4_MAX
 from schemas.category import CategoryCreate, CategoryRead, CategoryUpdate
 from schemas.listing import CategoryQuery
@@ -91,7 +91,7 @@ IN_USE = {409: "Conflict: products still name this category (the problem says ho
 @router.delete(
     "/{category_id:digits}",
     status_code=204,
-    dependencies=WRITE,
+    dependencies=BODILESS_WRITE,
     responses=openapi.delete_responses("category", 409, why=IN_USE),
 )
 def delete_category(category_id: CategoryId, db: SessionDep, if_match: IfMatch) -> Response:

@@ -12,7 +12,7 @@ from api.pagination import page_response
 from api.routing import update_routes
 from dependencies.conditional import IfMatch, IfNoneMatch
 from dependencies.database import ReadSessionDep, SessionDep
-from dependencies.writes import JSON_WRITE, WRITE
+from dependencies.writes import BODILESS_WRITE, JSON_WRITE
 from models.product import INT4_MAX
 from schemas.listing import EXPAND_DESCRIPTION, Expand, ProductQuery
 from schemas.product import (
@@ -124,7 +124,7 @@ def update_product(
 @router.delete(
     "/{product_id:digits}",
     status_code=204,
-    dependencies=WRITE,
+    dependencies=BODILESS_WRITE,
     responses=openapi.delete_responses("product"),
 )
 def delete_product(product_id: ProductId, db: SessionDep, if_match: IfMatch) -> Response:

@@ -83,6 +83,35 @@ def test_chunked_body_over_one_mib_is_413_problem(client: TestClient) -> None:
     assert response.headers["connection"] == "close"
 
 
+@pytest.mark.parametrize(
+    ("resource", "body"),
+    [("products", {"name": "Kept", "price": 5}), ("categories", {"name": "Kept"})],
+)
+def test_a_delete_with_a_chunked_body_over_one_mib_is_413_and_deletes_nothing(
+    client: TestClient, resource: str, body: dict[str, Any]
+) -> None:
+    created = client.post(f"/{resource}", json=body).json()
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(2 * 1024):
+            yield b"x" * 1024
+
+    response = client.request("DELETE", f"/{resource}/{created['id']}", content=chunks())
+
+    assert response.status_code == 413
+    assert response.headers["content-type"] == "application/problem+json"
+    assert client.get(f"/{resource}/{created['id']}").status_code == 200
+
+
+def test_a_delete_with_a_small_body_ignores_it(client: TestClient) -> None:
+    created = client.post("/products", json={"name": "Gone", "price": 5}).json()
+
+    response = client.request("DELETE", f"/products/{created['id']}", content=b"ignored")
+
+    assert response.status_code == 204
+    assert client.get(f"/products/{created['id']}").status_code == 404
+
+
 def test_body_of_exactly_the_limit_is_not_413(client: TestClient) -> None:
     prefix = b'{"name": "Tee", "price": 5, "description": "'
     body = prefix + b"x" * (ONE_MIB - len(prefix) - 2) + b'"}'
