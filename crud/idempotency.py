@@ -88,7 +88,12 @@ def claim_or_kept(
             raise IdempotencyKeyInUse()
         fingerprint, expires_at, *kept = found
         if expires_at <= now:
-            session.execute(delete(KEYS).where(*this_key))
+            # Deleted by this request unless another holds the row: one that is claiming the
+            # key anew is in flight (409 at once, never a wait for its row lock).
+            free = select(KEYS.c.key).where(*this_key).with_for_update(skip_locked=True)
+            deleted = delete(KEYS).where(*this_key, KEYS.c.key.in_(free)).returning(KEYS.c.key)
+            if session.execute(deleted).first() is None:
+                raise IdempotencyKeyInUse()
             continue
         if fingerprint != request.fingerprint:
             raise IdempotencyKeyReused()
