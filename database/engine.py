@@ -49,6 +49,8 @@ def build_engine(database_url: str, settings: Settings, *, autocommit: bool = Fa
         if url.database in (None, "", ":memory:"):
             # One shared connection, or every checkout would see a new, empty database.
             options["poolclass"] = StaticPool
+        else:
+            options["pool_timeout"] = settings.db_pool_timeout  # not SQLAlchemy's 30 s
         engine = create_engine(url, echo=settings.db_echo, **options)
         _configure_sqlite(engine)
         return engine

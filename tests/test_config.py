@@ -177,6 +177,17 @@ def test_engine_pool_follows_the_settings() -> None:
     engine.dispose()
 
 
+def test_a_sqlite_file_waits_for_a_free_connection_as_long_as_the_settings_say(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'pool.db'}"
+
+    engine = build_engine(url, Settings(database_url=url, db_pool_timeout=1.5))
+
+    assert engine.pool._timeout == 1.5  # type: ignore[attr-defined]
+    engine.dispose()
+
+
 def _run(*arguments: str, **environment: str) -> subprocess.CompletedProcess[str]:
     """`python <arguments>` in the project, with `environment` added to this one's."""
     return subprocess.run(
