@@ -67,6 +67,8 @@ def connect_host_by_host(dialect: Any, _record: Any, cargs: Any, cparams: dict[s
     """
     hosts = cparams["host"].split(",")
     ports = str(cparams.get("port", "")).split(",")  # one port for all, or one per host
+    if len(ports) not in (1, len(hosts)):
+        return None  # SQLAlchemy connects as usual, and libpq says what does not match
     errors = []
     for host, port in zip(hosts, ports * len(hosts) if len(ports) == 1 else ports, strict=True):
         params = {**cparams, "host": host, "port": port}
